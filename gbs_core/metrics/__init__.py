@@ -1,0 +1,6 @@
+"""Layer metrics: modularity, GBS, motifs, the CKA family, CCA baselines, similarity matrices, the sanity check."""
+
+from gbs_core.metrics.modularity import *  # noqa: F403
+from gbs_core.metrics.modularity import __all__ as _modularity_all
+
+__all__ = [*_modularity_all]
