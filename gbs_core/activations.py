@@ -1,0 +1,349 @@
+"""Take any PyTorch model apart layer by layer: list its layers, and extract their outputs for a set of samples.
+
+Layers are named modules (``model.named_modules()`` names). Outputs are flattened per sample to ``(N, features)``
+(C*H*W for conv maps), as in the papers' code; global average pooling of conv maps is an option. Forward hooks live in
+a context manager and are removed on exit, also when a forward pass raises.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from gbs_core.data import Dataset
+
+__all__ = [
+    "LayerInfo",
+    "Activations",
+    "MemoryBudgetWarning",
+    "DEFAULT_MEMORY_BUDGET",
+    "list_layers",
+    "default_layers",
+    "heuristic_default_layers",
+    "estimate_feature_bytes",
+    "extract_activations",
+    "load_saved_activations",
+    "save_activations",
+    "MAX_ACTIVATIONS_FILE_BYTES",
+]
+
+DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes of float32 features one request may hold before a warning
+MAX_ACTIVATIONS_FILE_BYTES = 1024**3
+
+
+class MemoryBudgetWarning(ResourceWarning):
+    """A request would hold more feature memory than the budget."""
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One selectable layer: its module name, class name, per-sample output shape and times called per forward."""
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...]
+    calls: int = 1
+
+    @property
+    def n_features(self) -> int:
+        return int(np.prod(self.output_shape)) if self.output_shape else 1
+
+
+@dataclass
+class Activations:
+    """Extracted features.
+
+    Attributes
+    ----------
+    features : dict of str to numpy.ndarray, each (n_samples, n_features) float32, in depth (execution) order
+    predictions : numpy.ndarray (n_samples,) int64, argmax of the model's output; None when the output is not 2-D
+    """
+
+    features: dict[str, np.ndarray]
+    predictions: np.ndarray | None
+
+
+def _first_tensor(out, key: str | None = None) -> torch.Tensor | None:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, Mapping):
+        if key is not None and key in out:
+            return _first_tensor(out[key])
+        for v in out.values():
+            t = _first_tensor(v)
+            if t is not None:
+                return t
+        return None
+    if hasattr(out, "_fields"):  # namedtuple: first field
+        out = tuple(out)
+    if isinstance(out, (tuple, list)):
+        for v in out:
+            t = _first_tensor(v)
+            if t is not None:
+                return t
+    return None
+
+
+@contextmanager
+def _forward_hooks(model: nn.Module, names: Sequence[str], callback: Callable[[str, object], None]) -> Iterator[None]:
+    modules = dict(model.named_modules())
+    handles = []
+    try:
+        for name in names:
+            handles.append(modules[name].register_forward_hook(lambda _m, _i, out, _n=name: callback(_n, out)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _all_module_names(model: nn.Module) -> list[str]:
+    return [n for n, _ in model.named_modules() if n]
+
+
+def list_layers(model: nn.Module, example_input: torch.Tensor) -> list[LayerInfo]:
+    """Every named module that outputs a tensor, in execution order, from one dry run on ``example_input``.
+
+    Execution order is the order in which modules finish (a block comes after the layers inside it). A module called
+    several times in one forward pass (e.g. a shared ReLU) is listed once, at its last call, with ``calls`` > 1; its
+    extracted output is that of its last call. Output shapes exclude the batch dimension.
+    """
+    names = _all_module_names(model)
+    seen: dict[str, tuple[tuple[int, ...], int]] = {}
+    order: list[str] = []
+
+    def record(name: str, out) -> None:
+        t = _first_tensor(out)
+        if t is None:
+            return
+        calls = seen.get(name, ((), 0))[1] + 1
+        seen[name] = (tuple(t.shape[1:]), calls)
+        if name in order:
+            order.remove(name)
+        order.append(name)
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), _forward_hooks(model, names, record):
+            model(example_input)
+    finally:
+        model.train(was_training)
+    types = {n: type(m).__name__ for n, m in model.named_modules()}
+    return [LayerInfo(n, types[n], seen[n][0], seen[n][1]) for n in order]
+
+
+def heuristic_default_layers(model: nn.Module) -> list[str]:
+    """Default layers of a model that does not define ``default_layers()`` (REFERENCE.md section 1).
+
+    Residual networks (modules named like ``*Block``/``Bottleneck``/``InvertedResidual`` or having a ``downsample``/``shortcut``): the first
+    conv and every residual block. Otherwise every ``Conv2d``; with no convs, every ``Linear`` but the last.
+    """
+    mods = [(n, m) for n, m in model.named_modules() if n]
+    blocks = [n for n, m in mods if type(m).__name__.endswith(("Block", "Bottleneck", "InvertedResidual"))
+              or (hasattr(m, "downsample") or hasattr(m, "shortcut")) and not isinstance(m, nn.Sequential)]
+    blocks = [b for b in blocks if not any(b.startswith(o + ".") for o in blocks if o != b)]
+    convs = [n for n, m in mods if isinstance(m, nn.Conv2d)]
+    if blocks:
+        first_conv = next((c for c in convs if not any(c.startswith(b + ".") for b in blocks)), None)
+        return ([first_conv] if first_conv else []) + blocks
+    if convs:
+        return convs
+    linears = [n for n, m in mods if isinstance(m, nn.Linear)]
+    return linears[:-1] if len(linears) > 1 else linears
+
+
+def default_layers(model: nn.Module) -> list[str]:
+    """The layers analysed by default: the model's own ``default_layers()`` if it has one, else the heuristic."""
+    own = getattr(model, "default_layers", None)
+    if callable(own):
+        return list(own())
+    return heuristic_default_layers(model)
+
+
+def estimate_feature_bytes(layers: Sequence[LayerInfo], n_samples: int, *, pool: bool = False) -> int:
+    """Bytes of float32 features that extracting ``layers`` for ``n_samples`` would hold."""
+    total = 0
+    for info in layers:
+        total += info.output_shape[0] if (pool and len(info.output_shape) == 3) else info.n_features
+    return int(total) * n_samples * 4
+
+
+def _as_batches(data: Dataset | torch.Tensor, batch_size: int) -> tuple[int, Callable[[int], torch.Tensor]]:
+    images = data.images if isinstance(data, Dataset) else data
+    if not isinstance(images, torch.Tensor):
+        images = torch.as_tensor(np.asarray(images))
+    return len(images), lambda i: images[i : i + batch_size]
+
+
+def extract_activations(
+    model: nn.Module,
+    data: Dataset | torch.Tensor,
+    layers: Sequence[str],
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    pool: bool = False,
+    output_key: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> Activations:
+    """Outputs of ``layers`` for every sample in ``data``, flattened per sample, in depth order.
+
+    The model runs in eval mode without gradients, in batches of ``batch_size`` on ``device``; its mode is restored
+    afterwards. Tuple, list and namedtuple outputs contribute their first tensor; dict outputs the entry ``output_key``
+    (else their first tensor).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    data : Dataset or torch.Tensor of shape (n_samples, ...)
+    layers : sequence of str
+        Module names (see :func:`list_layers`); returned in execution order whatever order they are given in.
+    pool : bool
+        Global average pooling of 4-D (conv) outputs to ``(n_samples, channels)``; off by default, as in the papers.
+    progress : callable(done, total), optional
+        Called after each batch with the number of samples processed.
+    memory_budget : int
+        Bytes of features above which a :class:`MemoryBudgetWarning` is issued before any work.
+
+    Returns
+    -------
+    Activations
+        ``features`` maps each layer to a float32 array (n_samples, n_features); ``predictions`` is the argmax of the
+        model's output.
+
+    Raises
+    ------
+    ValueError
+        An unknown layer name (the message lists close names), no layers, or empty data.
+    """
+    if not layers:
+        raise ValueError("no layers requested; pick at least one (see list_layers)")
+    known = dict(model.named_modules())
+    unknown = [n for n in layers if n not in known or n == ""]
+    if unknown:
+        import difflib
+
+        hints = {n: difflib.get_close_matches(n, list(known), n=3) for n in unknown}
+        raise ValueError("unknown layer name(s): " + "; ".join(f"{n!r} (close: {h})" for n, h in hints.items()))
+    n_samples, batch_of = _as_batches(data, batch_size)
+    if n_samples == 0:
+        raise ValueError("no samples to extract activations for")
+
+    was_training = model.training
+    model.eval().to(device)
+    chunks: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
+    order: list[str] = []
+    current: dict[str, torch.Tensor] = {}
+
+    def record(name: str, out) -> None:
+        t = _first_tensor(out, output_key)
+        if t is None:
+            raise ValueError(f"layer {name!r} returned no tensor (got {type(out).__name__})")
+        current[name] = t  # a module called twice keeps its last output
+        if name in order:
+            order.remove(name)
+        order.append(name)
+
+    preds: list[np.ndarray] = []
+    try:
+        with torch.no_grad(), _forward_hooks(model, layers, record):
+            for start in range(0, n_samples, batch_size):
+                x = batch_of(start).to(device)
+                out = _first_tensor(model(x), output_key)
+                if start == 0:
+                    per_sample = sum((t.shape[1] if pool and t.ndim == 4 else t[0].numel()) for t in current.values())
+                    need = per_sample * n_samples * 4
+                    if need > memory_budget:
+                        warnings.warn(
+                            f"these {len(layers)} layers hold {need / 2**30:.2f} GiB of features for {n_samples} "
+                            f"samples (budget {memory_budget / 2**30:.2f} GiB); use fewer samples, pool conv maps "
+                            "(pool=True) or fewer layers",
+                            MemoryBudgetWarning,
+                            stacklevel=2,
+                        )
+                for name, t in current.items():
+                    if pool and t.ndim == 4:
+                        t = t.mean(dim=(2, 3))
+                    chunks[name].append(t.reshape(len(t), -1).float().cpu())
+                current.clear()
+                if out is not None and out.ndim == 2:
+                    preds.append(out.argmax(1).cpu().numpy())
+                if progress is not None:
+                    progress(min(start + batch_size, n_samples), n_samples)
+    finally:
+        model.train(was_training)
+    features = {n: torch.cat(chunks[n]).numpy() for n in order}
+    complete = bool(preds) and sum(len(p) for p in preds) == n_samples
+    predictions = np.concatenate(preds).astype(np.int64) if complete else None
+    return Activations(features=features, predictions=predictions)
+
+
+def save_activations(path: str | Path, features: Mapping[str, np.ndarray], labels: np.ndarray,
+                     predictions: np.ndarray | None = None, class_names: Sequence[str] | None = None) -> Path:
+    """Write features in the ``.npz`` layout :func:`load_saved_activations` reads (layer order kept)."""
+    path = Path(path)
+    arrays = {f"layer:{n}": np.asarray(a, dtype=np.float32) for n, a in features.items()}
+    arrays["labels"] = np.asarray(labels, dtype=np.int64)
+    arrays["layer_order"] = np.array(list(features), dtype=str)
+    if predictions is not None:
+        arrays["predictions"] = np.asarray(predictions, dtype=np.int64)
+    if class_names is not None:
+        arrays["class_names"] = np.array(list(class_names), dtype=str)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def load_saved_activations(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None, tuple[str, ...]]:
+    """Read saved activations: an ``.npz`` with one array ``layer:<name>`` per layer (n_samples, ...), ``labels``
+    (n_samples,), and optionally ``layer_order``, ``predictions`` and ``class_names``. Arrays of more than two
+    dimensions are flattened per sample. Nothing is unpickled.
+
+    Returns ``(features, labels, predictions, class_names)``.
+
+    Raises
+    ------
+    ValueError
+        Missing file or labels, no layers, a layer whose sample count differs from the labels, non-finite values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"activations file {path} does not exist")
+    if path.stat().st_size > MAX_ACTIVATIONS_FILE_BYTES:
+        raise ValueError(f"{path.name} is larger than {MAX_ACTIVATIONS_FILE_BYTES >> 20} MiB; save fewer layers or samples")
+    try:
+        npz = np.load(path, allow_pickle=False)
+        arrays = {k: npz[k] for k in npz.files}
+    except Exception as exc:
+        raise ValueError(f"cannot read {path.name} as an .npz of arrays ({type(exc).__name__}: {exc})") from exc
+    if "labels" not in arrays:
+        raise ValueError(f"{path.name} has no 'labels' array; found {sorted(arrays)}")
+    labels = arrays["labels"].astype(np.int64).ravel()
+    order = [str(n) for n in arrays["layer_order"]] if "layer_order" in arrays else \
+        [k.removeprefix("layer:") for k in arrays if k.startswith("layer:")]
+    if not order:
+        raise ValueError(f"{path.name} has no 'layer:<name>' arrays; found {sorted(arrays)}")
+    features = {}
+    for name in order:
+        key = f"layer:{name}"
+        if key not in arrays:
+            raise ValueError(f"{path.name} lists layer {name!r} in layer_order but has no array {key!r}")
+        a = arrays[key].astype(np.float32)
+        a = a.reshape(len(a), -1)
+        if len(a) != len(labels):
+            raise ValueError(f"layer {name!r} in {path.name} has {len(a)} samples but there are {len(labels)} labels")
+        if not np.isfinite(a).all():
+            raise ValueError(f"layer {name!r} in {path.name} has NaN or infinite values")
+        features[name] = a
+    preds = arrays["predictions"].astype(np.int64).ravel() if "predictions" in arrays else None
+    n_classes = int(labels.max()) + 1 if len(labels) else 0
+    names = tuple(str(n) for n in arrays["class_names"]) if "class_names" in arrays else tuple(map(str, range(n_classes)))
+    return features, labels, preds, names

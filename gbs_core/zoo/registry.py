@@ -1,0 +1,288 @@
+"""Build models by name, load the bundled zoo with its manifest, and load user checkpoints safely.
+
+The zoo lives in ``assets/zoo/`` (override with the ``GBS_ZOO_DIR`` environment variable): one ``<name>.pt`` state
+dict per model and ``manifest.json`` with, per model, the architecture, training settings, test accuracy, parameter
+count and the sha256 of the weights file. Loading verifies the hash and uses ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gbs_core.zoo.architectures import MLP, VGG, CifarResNet, Tiny10
+
+__all__ = [
+    "ARCHITECTURES",
+    "TORCHVISION_ARCHITECTURES",
+    "CheckpointError",
+    "ZooEntry",
+    "zoo_dir",
+    "build_model",
+    "list_zoo",
+    "load_zoo_model",
+    "load_state_dict_file",
+    "file_sha256",
+    "write_manifest_entry",
+    "InputAdapter",
+    "AdaptedModel",
+    "build_torchvision_model",
+    "MAX_CHECKPOINT_BYTES",
+]
+
+MAX_CHECKPOINT_BYTES = 500 * 1024 * 1024
+
+ARCHITECTURES = {
+    "tiny10": lambda in_ch, n_cls, size: Tiny10(in_channels=in_ch, num_classes=n_cls),
+    "resnet20": lambda in_ch, n_cls, size: CifarResNet(20, in_channels=in_ch, num_classes=n_cls),
+    "resnet56": lambda in_ch, n_cls, size: CifarResNet(56, in_channels=in_ch, num_classes=n_cls),
+    "vgg11": lambda in_ch, n_cls, size: VGG("vgg11", in_channels=in_ch, num_classes=n_cls),
+    "vgg16": lambda in_ch, n_cls, size: VGG("vgg16", in_channels=in_ch, num_classes=n_cls),
+    "mlp8": lambda in_ch, n_cls, size: MLP(in_features=in_ch * size * size, depth=8, num_classes=n_cls),
+}
+TORCHVISION_ARCHITECTURES = ("resnet18", "vgg11_bn", "mobilenet_v3_small")
+
+
+class CheckpointError(ValueError):
+    """A weights file is missing, corrupt, fails its hash check, or does not fit the architecture."""
+
+
+@dataclass
+class ZooEntry:
+    """One bundled model, as recorded in ``manifest.json``."""
+
+    name: str
+    arch: str
+    seed: int
+    epochs: int
+    optimizer: str
+    lr: float
+    batch_size: int
+    weight_decay: float
+    test_accuracy: float
+    n_params: int
+    sha256: str
+    file: str
+    data: str = "digits-16px"
+    input_shape: tuple[int, int, int] = (1, 16, 16)
+    num_classes: int = 10
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return zoo_dir() / self.file
+
+
+def zoo_dir() -> Path:
+    """Folder of the bundled zoo: ``$GBS_ZOO_DIR`` or ``assets/zoo`` of the project."""
+    env = os.environ.get("GBS_ZOO_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "assets" / "zoo"
+
+
+def build_model(arch: str, *, in_channels: int = 1, num_classes: int = 10, input_size: int = 16) -> nn.Module:
+    """A freshly initialised zoo architecture (``ARCHITECTURES``) or torchvision one (``TORCHVISION_ARCHITECTURES``)."""
+    if arch in ARCHITECTURES:
+        return ARCHITECTURES[arch](in_channels, num_classes, input_size)
+    if arch in TORCHVISION_ARCHITECTURES:
+        return build_torchvision_model(arch, num_classes=num_classes, in_channels=in_channels)
+    known = ", ".join([*ARCHITECTURES, *TORCHVISION_ARCHITECTURES])
+    raise ValueError(f"unknown architecture {arch!r}; choose one of {known}")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_manifest(folder: Path) -> dict:
+    path = folder / "manifest.json"
+    if not path.is_file():
+        return {"models": {}}
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def list_zoo() -> list[ZooEntry]:
+    """The bundled models, in manifest order."""
+    entries = []
+    for name, rec in _read_manifest(zoo_dir()).get("models", {}).items():
+        rec = dict(rec)
+        rec["input_shape"] = tuple(rec.get("input_shape", (1, 16, 16)))
+        entries.append(ZooEntry(name=name, **{k: v for k, v in rec.items() if k != "name"}))
+    return entries
+
+
+def write_manifest_entry(folder: Path, entry: ZooEntry) -> None:
+    """Add or replace one model's record in ``folder/manifest.json`` (written atomically)."""
+    manifest = _read_manifest(folder)
+    rec = asdict(entry)
+    rec.pop("name")
+    rec["input_shape"] = list(rec["input_shape"])
+    manifest.setdefault("models", {})[entry.name] = rec
+    manifest["models"] = dict(sorted(manifest["models"].items(), key=lambda kv: _zoo_order(kv[0])))
+    tmp = folder / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, folder / "manifest.json")
+
+
+def _zoo_order(name: str) -> tuple:
+    order = ["resnet56", "resnet20", "vgg16", "vgg11", "mlp8", "tiny10"]
+    base, _, seed = name.partition("-s")
+    return (order.index(base) if base in order else len(order), base, int(seed) if seed.isdigit() else 0)
+
+
+def load_zoo_model(name: str) -> tuple[nn.Module, ZooEntry]:
+    """A bundled model in eval mode, after checking its weights file against the manifest's sha256.
+
+    Raises
+    ------
+    KeyError
+        No model of that name in the manifest (the message lists the names).
+    CheckpointError
+        The weights file is missing or its hash differs from the manifest.
+    """
+    entries = {e.name: e for e in list_zoo()}
+    if name not in entries:
+        raise KeyError(f"no zoo model named {name!r}; the zoo has {', '.join(entries) or 'no models'}")
+    entry = entries[name]
+    if not entry.path.is_file():
+        raise CheckpointError(f"weights file {entry.path} of zoo model {name!r} is missing")
+    digest = file_sha256(entry.path)
+    if digest != entry.sha256:
+        raise CheckpointError(
+            f"weights file {entry.path} has sha256 {digest[:12]}..., the manifest says {entry.sha256[:12]}...; "
+            "the file is corrupt or was replaced: restore it from the repository"
+        )
+    model = build_model(entry.arch, in_channels=entry.input_shape[0], num_classes=entry.num_classes,
+                        input_size=entry.input_shape[-1])
+    load_state_dict_file(entry.path, model)
+    return model.eval(), entry
+
+
+def _unwrap_state_dict(obj) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(
+            "the file does not hold a state_dict (a mapping of parameter names to tensors); "
+            "save one with torch.save(model.state_dict(), path)"
+        )
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_state_dict_file(path: str | Path, model: nn.Module) -> nn.Module:
+    """Load a state_dict file into ``model`` with ``torch.load(weights_only=True)``.
+
+    Keys may carry a ``module.`` prefix (DataParallel) and may be wrapped in ``{"state_dict": ...}``. For an
+    :class:`AdaptedModel` the keys may be those of the bare network.
+
+    Raises
+    ------
+    CheckpointError
+        The file is missing, too large, not a weights-only state_dict, or its keys or shapes do not fit: the message
+        lists the missing, unexpected and mismatched keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"checkpoint {path} is {path.stat().st_size >> 20} MiB; the limit is "
+                              f"{MAX_CHECKPOINT_BYTES >> 20} MiB")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError ... for bad files
+        raise CheckpointError(
+            f"cannot read {path.name} as a weights-only checkpoint ({type(exc).__name__}: {str(exc)[:200]}). "
+            "Only state_dict files are accepted (torch.save(model.state_dict(), path)); whole pickled models are not."
+        ) from exc
+    state = _unwrap_state_dict(raw)
+    target = model
+    if isinstance(model, AdaptedModel) and not any(k.startswith("net.") for k in state):
+        target = model.net
+    expected = target.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(
+        f"{k} (file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
+        for k in set(state) & set(expected)
+        if state[k].shape != expected[k].shape
+    )
+    if missing or unexpected or mismatched:
+
+        def _fmt(keys: list[str]) -> str:
+            return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "") if keys else "none"
+
+        raise CheckpointError(
+            f"{path.name} does not fit this architecture. Missing keys: {_fmt(missing)}. "
+            f"Unexpected keys: {_fmt(unexpected)}. Shape mismatches: {_fmt(mismatched)}. "
+            "Choose the architecture the checkpoint was saved from (and the same number of classes)."
+        )
+    target.load_state_dict(state)
+    return model
+
+
+class InputAdapter(nn.Module):
+    """Make digits-shaped inputs fit an ImageNet-style network: repeat a grey channel to ``channels`` and resize
+    bilinearly to ``size`` x ``size``."""
+
+    def __init__(self, channels: int = 3, size: int = 32):
+        super().__init__()
+        self.channels = channels
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != self.channels:
+            if x.shape[1] != 1:
+                raise ValueError(f"cannot adapt {x.shape[1]} input channels to {self.channels}")
+            x = x.expand(-1, self.channels, -1, -1)
+        if x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return x
+
+
+class AdaptedModel(nn.Module):
+    """``net(adapter(x))``: a torchvision network behind an :class:`InputAdapter`. Layer names are ``net.<name>``."""
+
+    def __init__(self, adapter: InputAdapter, net: nn.Module):
+        super().__init__()
+        self.adapter = adapter
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.adapter(x))
+
+    def default_layers(self) -> list[str]:
+        from gbs_core.activations import heuristic_default_layers
+
+        return [f"net.{n}" for n in heuristic_default_layers(self.net)]
+
+
+def build_torchvision_model(
+    name: str, *, num_classes: int = 10, in_channels: int = 1, size: int = 32, state_dict_path: str | Path | None = None
+) -> AdaptedModel:
+    """A torchvision architecture, randomly initialised (seeded by the caller) or from a user's state_dict file,
+    behind an :class:`InputAdapter` (grey to RGB, resized to ``size``; 32 keeps every listed network's deepest map at
+    least 1 x 1). Nothing is downloaded: ``weights=None`` always."""
+    from gbs_core._torchvision_fix import import_torchvision
+
+    if name not in TORCHVISION_ARCHITECTURES:
+        raise ValueError(f"unknown torchvision architecture {name!r}; choose one of {', '.join(TORCHVISION_ARCHITECTURES)}")
+    tv = import_torchvision()
+    net = getattr(tv.models, name)(weights=None, num_classes=num_classes)
+    model = AdaptedModel(InputAdapter(3, size), net)
+    if state_dict_path is not None:
+        load_state_dict_file(state_dict_path, model)
+    return model.eval()
