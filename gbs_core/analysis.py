@@ -1,0 +1,269 @@
+"""Per-model analyses through the disk cache: what the dashboard pages and ``python -m gbs_core analyze`` compute.
+
+A :class:`FeatureSet` is one model's layer features on one sample set, with the identity needed for cache keys (the
+weights fingerprint, the dataset id and the pooling flag). Each function here computes one result for it, reading it
+from the :class:`~gbs_core.cache.DiskCache` when it was computed before, so an app restart or a batch job never
+repeats work. Per-layer results are cached per layer, so adding a layer computes only that layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from gbs_core.cache import DiskCache
+from gbs_core.data import Dataset
+from gbs_core.embedding import embed_2d
+from gbs_core.graphs import knn_graph
+from gbs_core.metrics import modularity_curve, prunable_layers, similarity_matrix, triangle_motifs
+from gbs_core.pipeline import LoadedModel, cached_activations
+
+__all__ = [
+    "FeatureSet",
+    "feature_set",
+    "feature_set_from_arrays",
+    "layer_knn_graph",
+    "modularity_by_layer",
+    "modularity_table",
+    "motifs_by_layer",
+    "layer_similarity",
+    "layer_embedding",
+]
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(eq=False)
+class FeatureSet:
+    """One model's features on one sample set.
+
+    Attributes
+    ----------
+    name : str
+        Display label of the model.
+    model_id : str
+        Fingerprint of the weights (or of saved activations); part of every cache key.
+    dataset_id : str
+        Identity of the samples (``Dataset.dataset_id``).
+    pool : bool
+        Whether conv maps were globally average pooled.
+    features : dict of str to numpy.ndarray (n_samples, n_features), float32, in depth order
+    labels : numpy.ndarray (n_samples,), int64
+    predictions : numpy.ndarray (n_samples,) or None
+    class_names : tuple of str
+    """
+
+    name: str
+    model_id: str
+    dataset_id: str
+    pool: bool
+    features: dict[str, np.ndarray]
+    labels: np.ndarray
+    predictions: np.ndarray | None
+    class_names: tuple[str, ...]
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.features)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.labels)
+
+    def key(self, kind: str, **params: Any) -> dict:
+        return {"kind": kind, "model": self.model_id, "data": self.dataset_id, "pool": self.pool, **params}
+
+
+def feature_set(
+    loaded: LoadedModel,
+    data: Dataset,
+    layers: Sequence[str] | None = None,
+    *,
+    pool: bool = False,
+    cache: DiskCache | None = None,
+    device: str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> FeatureSet:
+    """Extract (or read from the cache) ``layers`` of ``loaded`` on ``data``; see :func:`cached_activations`."""
+    acts = cached_activations(loaded, data, layers, pool=pool, cache=cache, device=device, progress=progress)
+    return FeatureSet(loaded.label, loaded.model_id, data.dataset_id, pool, acts.features, data.labels,
+                      acts.predictions, data.class_names)
+
+
+def feature_set_from_arrays(
+    name: str,
+    features: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    *,
+    predictions: np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
+) -> FeatureSet:
+    """Wrap saved activations; the cache identity is a hash of the arrays themselves."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for layer, a in features.items():
+        h.update(layer.encode())
+        h.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
+    labels = np.asarray(labels, dtype=np.int64)
+    h.update(labels.tobytes())
+    digest = h.hexdigest()[:24]
+    names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(int(labels.max()) + 1))
+    return FeatureSet(name, f"arrays-{digest}", f"arrays-{digest}", False,
+                      {k: np.asarray(v, dtype=np.float32).reshape(len(v), -1) for k, v in features.items()},
+                      labels, predictions, names)
+
+
+def _cached(cache: DiskCache | None, key: dict, compute: Callable[[], Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if cache is None:
+        return {k: np.asarray(v) for k, v in compute().items()}
+    return cache.get_or_compute(key, compute)[0]
+
+
+def _check_layer(fs: FeatureSet, layer: str) -> np.ndarray:
+    if layer not in fs.features:
+        raise ValueError(f"layer {layer!r} is not among the extracted layers of {fs.name}: {fs.layers}")
+    return fs.features[layer]
+
+
+def layer_knn_graph(fs: FeatureSet, layer: str, *, k: int, cache: DiskCache | None = None) -> sp.csr_array:
+    """The symmetrised cosine kNN graph of one layer (``knn_graph(X, k)``), cached as CSR arrays."""
+    X = _check_layer(fs, layer)
+
+    def compute():
+        A = knn_graph(X, k)
+        return {"data": A.data, "indices": A.indices, "indptr": A.indptr, "shape": np.array(A.shape)}
+
+    arrays = _cached(cache, fs.key("knn_graph", layer=layer, k=int(k)), compute)
+    return sp.csr_array((arrays["data"], arrays["indices"], arrays["indptr"]), shape=tuple(arrays["shape"]))
+
+
+def modularity_by_layer(
+    fs: FeatureSet,
+    *,
+    k: int = 3,
+    n_batches: int = 1,
+    seed: int = 0,
+    resolution: float = 1.0,
+    cache: DiskCache | None = None,
+    progress: Progress | None = None,
+) -> dict[str, np.ndarray]:
+    """Modularity of every layer's kNN graph (``modularity_curve``), cached per layer: layer -> Q per batch."""
+    out: dict[str, np.ndarray] = {}
+    for i, layer in enumerate(fs.layers):
+        if progress is not None:
+            progress(i, len(fs.layers), f"modularity of {layer}")
+        key = fs.key("modularity", layer=layer, k=int(k), n_batches=int(n_batches), seed=int(seed),
+                     resolution=float(resolution))
+        arrays = _cached(cache, key, lambda layer=layer: {"q": modularity_curve(
+            {layer: fs.features[layer]}, fs.labels, k=k, n_batches=n_batches, seed=seed, resolution=resolution)[layer]})
+        out[layer] = arrays["q"]
+    if progress is not None:
+        progress(len(fs.layers), len(fs.layers), "modularity done")
+    return out
+
+
+def modularity_table(curve: Mapping[str, np.ndarray], *, threshold: float = 0.03) -> pd.DataFrame:
+    """One row per layer: depth, layer, Q mean and std over batches, dQ, and whether/how it is flagged prunable.
+
+    Columns: ``depth`` (0-based), ``normalized_depth`` (in [0, 1]), ``layer``, ``q``, ``q_std``, ``dq`` (NaN for the
+    first layer), ``prunable`` (bool), ``kind`` ("plateau", "degradation" or "").
+    """
+    layers = list(curve)
+    q = np.array([float(np.nanmean(curve[n])) for n in layers])
+    std = np.array([float(np.std(curve[n], ddof=1)) if np.size(curve[n]) > 1 else 0.0 for n in layers])
+    dq = np.concatenate([[np.nan], np.diff(q)]) if len(q) else np.array([])
+    flagged = {p.position: p.kind for p in prunable_layers(q, threshold=threshold)} if len(q) else {}
+    depth = np.arange(len(layers))
+    return pd.DataFrame({
+        "depth": depth,
+        "normalized_depth": depth / max(len(layers) - 1, 1),
+        "layer": layers,
+        "q": q,
+        "q_std": std,
+        "dq": dq,
+        "prunable": [i in flagged for i in depth],
+        "kind": [flagged.get(i, "") for i in depth],
+    })
+
+
+_MOTIF_COLUMNS = ("same_class", "two_classes", "all_different")
+
+
+def motifs_by_layer(
+    fs: FeatureSet, *, k: int = 5, cache: DiskCache | None = None, progress: Progress | None = None
+) -> pd.DataFrame:
+    """Triangle motif counts and fractions of every layer's binarised kNN graph (k = 5 by default), cached per layer.
+
+    Columns: ``depth``, ``normalized_depth``, ``layer``, ``same_class``, ``two_classes``, ``all_different`` (counts),
+    ``total``, and ``same_class_fraction``, ``two_classes_fraction``, ``all_different_fraction`` (NaN when a layer's
+    graph has no triangle).
+    """
+    rows = []
+    for i, layer in enumerate(fs.layers):
+        if progress is not None:
+            progress(i, len(fs.layers), f"motifs of {layer}")
+
+        def compute(layer=layer):
+            counts = triangle_motifs(layer_knn_graph(fs, layer, k=k, cache=cache), fs.labels).counts
+            return {"counts": np.asarray(list(counts), dtype=np.int64)}
+
+        counts = _cached(cache, fs.key("motifs", layer=layer, k=int(k)), compute)["counts"]
+        total = int(counts.sum())
+        row = {"depth": i, "normalized_depth": i / max(len(fs.layers) - 1, 1), "layer": layer,
+               **{c: int(v) for c, v in zip(_MOTIF_COLUMNS, counts, strict=True)}, "total": total}
+        row.update({f"{c}_fraction": (int(v) / total if total else np.nan) for c, v in zip(_MOTIF_COLUMNS, counts, strict=True)})
+        rows.append(row)
+    if progress is not None:
+        progress(len(fs.layers), len(fs.layers), "motifs done")
+    return pd.DataFrame(rows)
+
+
+def layer_similarity(
+    fs_a: FeatureSet,
+    fs_b: FeatureSet | None = None,
+    *,
+    metric: str = "linear_cka",
+    cache: DiskCache | None = None,
+    progress: Progress | None = None,
+    **metric_kwargs: Any,
+) -> np.ndarray:
+    """Layer x layer similarity (``similarity_matrix``) within one model or between two on the same samples.
+
+    Returns an array of shape (len(fs_a.layers), len(fs_b.layers)), cached as a whole.
+
+    Raises
+    ------
+    ValueError
+        When the two feature sets were computed on different samples.
+    """
+    if fs_b is not None and fs_b.dataset_id != fs_a.dataset_id:
+        raise ValueError(f"{fs_a.name} and {fs_b.name} were computed on different samples; use the same data and N")
+    other = fs_b or fs_a
+    key = {"kind": "similarity", "metric": metric, "params": dict(sorted(metric_kwargs.items())),
+           "a": fs_a.key("features", layers=fs_a.layers), "b": other.key("features", layers=other.layers)}
+
+    def compute():
+        if progress is not None:
+            progress(0, 1, f"{metric} over {len(fs_a.layers)} x {len(other.layers)} layers")
+        m = similarity_matrix(fs_a.features, None if fs_b is None else fs_b.features, metric=metric, **metric_kwargs)
+        return {"matrix": np.asarray(m, dtype=np.float64)}
+
+    matrix = _cached(cache, key, compute)["matrix"]
+    if progress is not None:
+        progress(1, 1, f"{metric} done")
+    return matrix
+
+
+def layer_embedding(
+    fs: FeatureSet, layer: str, *, method: str = "umap", seed: int = 0, cache: DiskCache | None = None
+) -> np.ndarray:
+    """2-D coordinates of one layer's samples (``embed_2d``), cached; shape (n_samples, 2)."""
+    X = _check_layer(fs, layer)
+    key = fs.key("embedding", layer=layer, method=method, seed=int(seed))
+    return _cached(cache, key, lambda: {"xy": embed_2d(X, method=method, seed=seed)})["xy"]
