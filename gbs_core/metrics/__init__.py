@@ -1,12 +1,14 @@
 """Layer metrics: modularity, GBS, motifs, the CKA family, CCA baselines, similarity matrices, the sanity check."""
 
+from gbs_core.metrics import cca as _cca
+from gbs_core.metrics import cka as _cka
+from gbs_core.metrics import gbs as _gbs
+from gbs_core.metrics import modularity as _modularity
+from gbs_core.metrics import motifs as _motifs
+from gbs_core.metrics.cca import *  # noqa: F403
 from gbs_core.metrics.cka import *  # noqa: F403
-from gbs_core.metrics.cka import __all__ as _cka_all
 from gbs_core.metrics.gbs import *  # noqa: F403
-from gbs_core.metrics.gbs import __all__ as _gbs_all
 from gbs_core.metrics.modularity import *  # noqa: F403
-from gbs_core.metrics.modularity import __all__ as _modularity_all
 from gbs_core.metrics.motifs import *  # noqa: F403
-from gbs_core.metrics.motifs import __all__ as _motifs_all
 
-__all__ = [*_modularity_all, *_gbs_all, *_motifs_all, *_cka_all]
+__all__ = [*_modularity.__all__, *_gbs.__all__, *_motifs.__all__, *_cka.__all__, *_cca.__all__]
