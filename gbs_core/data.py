@@ -300,22 +300,26 @@ _SAFE_GLOBALS = {
 }
 
 
+class _RefusedGlobal(pickle.UnpicklingError):
+    pass
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """Builds plain containers and numpy arrays only; any other global (os.system, eval, ...) is refused."""
 
     def find_class(self, module: str, name: str):
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only plain data is allowed in a CIFAR pickle")
+        raise _RefusedGlobal(f"refusing to load {module}.{name}: only plain data is allowed in a CIFAR pickle")
 
 
 def _read_pickle(path: Path) -> dict:
     try:
         with open(path, "rb") as fh:
             obj = _RestrictedUnpickler(io.BytesIO(fh.read()), encoding="bytes").load()
-    except pickle.UnpicklingError as exc:
+    except _RefusedGlobal as exc:
         raise DataError(f"{path}: {exc}") from exc
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
         raise DataError(f"{path} is not a readable CIFAR pickle ({type(exc).__name__}: {exc})") from exc
     if not isinstance(obj, dict):
         raise DataError(f"{path} holds a {type(obj).__name__}; a CIFAR pickle holds a dict")
