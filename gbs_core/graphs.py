@@ -183,7 +183,9 @@ def knn_graph(
     >>> knn_graph(X, 1).nnz  # two mutual pairs
     4
     """
-    dtype = {"float32": torch.float32, "float64": torch.float64}[check_choice(search_dtype, "search_dtype", ("float32", "float64"))]
+    dtype = {"float32": torch.float32, "float64": torch.float64}[
+        check_choice(search_dtype, "search_dtype", ("float32", "float64"))
+    ]
     dev = resolve_device(device, X)
     X64 = as_matrix(X, "X", device=dev, min_samples=2, why="a kNN graph needs at least 2")
     n = X64.shape[0]

@@ -58,7 +58,11 @@ def _rhos(a: _Basis, b: _Basis) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _rank_zero(*bases: _Basis) -> bool:
     if any(b.Q.shape[1] == 0 for b in bases):
-        warnings.warn("a layer is constant (rank 0 after centering): CCA is undefined; returning NaN", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            "a layer is constant (rank 0 after centering): CCA is undefined; returning NaN",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return True
     return False
 

@@ -110,7 +110,9 @@ def _normalise(cross: float, self_x: float, self_y: float) -> float:
 
 
 def _warn_constant(which: str) -> float:
-    warnings.warn(f"{which} is constant (all samples equal): CKA is undefined; returning NaN", RuntimeWarning, stacklevel=3)
+    warnings.warn(
+        f"{which} is constant (all samples equal): CKA is undefined; returning NaN", RuntimeWarning, stacklevel=3
+    )
     return float("nan")
 
 
@@ -198,7 +200,9 @@ def gram_rbf(X: ArrayLike, *, sigma_fraction: float = 0.4, device: str | torch.d
     Xt = as_matrix(X, "X", device=resolve_device(device, X))
     K = _rbf_gram_t(Xt, frac)
     if K is None:
-        raise ValueError("the median squared distance between samples is 0 (most samples identical); RBF bandwidth undefined")
+        raise ValueError(
+            "the median squared distance between samples is 0 (most samples identical); RBF bandwidth undefined"
+        )
     return K.cpu().numpy()
 
 
@@ -408,7 +412,13 @@ class MinibatchCKA:
     def _grams(self, features: Mapping[str, ArrayLike], names: list[str], which: str, dev, n: int | None):
         grams = []
         for name in names:
-            X = as_matrix(features[name], f"{which}[{name!r}]", device=dev, min_samples=4, why="each batch needs at least 4 (debiased HSIC)")
+            X = as_matrix(
+                features[name],
+                f"{which}[{name!r}]",
+                device=dev,
+                min_samples=4,
+                why="each batch needs at least 4 (debiased HSIC)",
+            )
             if n is not None and X.shape[0] != n:
                 raise ValueError(f"{which}[{name!r}] has {X.shape[0]} samples in this batch; other layers have {n}")
             n = X.shape[0]
@@ -436,7 +446,9 @@ class MinibatchCKA:
             mode = "two models (features_b given)" if self._two_models else "one model (no features_b)"
             raise ValueError(f"this accumulator was started with {mode}; keep the same mode or call reset()")
         elif names_a != self.layers_a or (two and names_b != self.layers_b):
-            raise ValueError("layer names differ from the first batch's; every update needs the same layers in the same order")
+            raise ValueError(
+                "layer names differ from the first batch's; every update needs the same layers in the same order"
+            )
         dev = resolve_device(self._device, *features_a.values(), *(features_b.values() if two else ()))
         Ga, ua, sa, n = self._grams(features_a, names_a, "features_a", dev, None)
         if two:
@@ -472,8 +484,14 @@ class MinibatchCKA:
         sb = (self._self_b / self.n_batches).cpu().numpy()
         bad_a, bad_b = ~(sa > 0), ~(sb > 0)
         if bad_a.any() or bad_b.any():
-            names = [self.layers_a[i] for i in np.flatnonzero(bad_a)] + [self.layers_b[i] for i in np.flatnonzero(bad_b)]
-            warnings.warn(f"CKA undefined (self-HSIC not positive, e.g. constant features) for layers {sorted(set(names))}; NaN there", RuntimeWarning, stacklevel=2)
+            names = [self.layers_a[i] for i in np.flatnonzero(bad_a)] + [
+                self.layers_b[i] for i in np.flatnonzero(bad_b)
+            ]
+            warnings.warn(
+                f"CKA undefined (self-HSIC not positive, e.g. constant features) for layers {sorted(set(names))}; NaN there",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         with np.errstate(invalid="ignore", divide="ignore"):
             out = cross / np.sqrt(np.where(bad_a, np.nan, sa)[:, None] * np.where(bad_b, np.nan, sb)[None, :])
         return out

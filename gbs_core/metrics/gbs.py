@@ -44,6 +44,14 @@ def _row_cosines(dots: torch.Tensor, na2: torch.Tensor, nb2: torch.Tensor) -> to
     return torch.where(ok, dots / torch.sqrt(torch.where(ok, na2 * nb2, 1.0)), torch.zeros_like(dots))
 
 
+def _graph_rows(Xn: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Rows start:stop of the dense cosine graph (zero diagonal)."""
+    S = Xn[start:stop] @ Xn.T
+    r = torch.arange(stop - start, device=S.device)
+    S[r, r + start] = 0.0
+    return S
+
+
 def _dense_blocks_matrix(
     Xns_a: Sequence[torch.Tensor], Xns_b: Sequence[torch.Tensor] | None, block_size: int | None
 ) -> torch.Tensor:
@@ -61,15 +69,8 @@ def _dense_blocks_matrix(
     total = torch.zeros((len(Xns_a), len(layers_b)), dtype=torch.float64, device=dev)
     for start in range(0, n, bs):
         stop = min(n, start + bs)
-        r = torch.arange(stop - start, device=dev)
-
-        def rows(Xn: torch.Tensor) -> torch.Tensor:
-            S = Xn[start:stop] @ Xn.T
-            S[r, r + start] = 0.0
-            return S.reshape(1, stop - start, n)
-
-        Sa = torch.cat([rows(X) for X in Xns_a])  # (L_a, b, n)
-        Sb = Sa if same else torch.cat([rows(X) for X in layers_b])
+        Sa = torch.stack([_graph_rows(X, start, stop) for X in Xns_a])  # (L_a, b, n)
+        Sb = Sa if same else torch.stack([_graph_rows(X, start, stop) for X in layers_b])
         na2, nb2 = (Sa * Sa).sum(dim=2), (Sb * Sb).sum(dim=2)  # (L, b)
         dots = torch.einsum("ibn,jbn->ijb", Sa, Sb)  # (L_a, L_b, b)
         total += _row_cosines(dots, na2[:, None, :], nb2[None, :, :]).sum(dim=2)

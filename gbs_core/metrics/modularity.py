@@ -215,7 +215,9 @@ def modularity_curve(
             try:
                 q[b] = _modularity_parts(A.row.astype(np.int64), A.col.astype(np.int64), A.data, codes[idx], gamma)
             except ValueError:
-                warnings.warn(f"layer {name!r}: the kNN graph has no edges; its modularity is NaN", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"layer {name!r}: the kNN graph has no edges; its modularity is NaN", RuntimeWarning, stacklevel=2
+                )
                 q[b] = np.nan
         curve[name] = q
     return curve
@@ -293,4 +295,3 @@ def prunable_layers(
         if dq < thr:
             flagged.append(PrunableLayer(pos, names[pos], float(q[pos]), dq, "degradation" if dq < 0 else "plateau"))
     return flagged
-

@@ -31,7 +31,9 @@ def slow_cca(X, Y):
 
 def slow_pwcca(X, Y):
     rho, H = slow_cca(X, Y)
-    alpha = np.array([sum(abs(np.corrcoef(H[:, i], X[:, j])[0, 1]) for j in range(X.shape[1])) for i in range(len(rho))])
+    alpha = np.array(
+        [sum(abs(np.corrcoef(H[:, i], X[:, j])[0, 1]) for j in range(X.shape[1])) for i in range(len(rho))]
+    )
     return float(alpha @ rho / alpha.sum())
 
 

@@ -204,7 +204,10 @@ def test_minibatch_streamed_matrix_equals_pair_by_pair():
     rng = np.random.default_rng(8)
     n_batches, n = 4, 10
     layers_a = {f"a{i}": rng.normal(size=(n_batches * n, 3 + i)) for i in range(3)}
-    layers_b = {f"b{i}": np.tanh(layers_a["a0"] @ rng.normal(size=(3, 4))) + rng.normal(size=(n_batches * n, 4)) * i for i in range(2)}
+    layers_b = {
+        f"b{i}": np.tanh(layers_a["a0"] @ rng.normal(size=(3, 4))) + rng.normal(size=(n_batches * n, 4)) * i
+        for i in range(2)
+    }
     acc = MinibatchCKA()
     for b in range(n_batches):
         sl = slice(b * n, (b + 1) * n)
@@ -213,7 +216,7 @@ def test_minibatch_streamed_matrix_equals_pair_by_pair():
     assert M.shape == (3, 2) and acc.layers_a == ["a0", "a1", "a2"] and acc.layers_b == ["b0", "b1"]
     for i, xa in enumerate(layers_a.values()):
         for j, yb in enumerate(layers_b.values()):
-            grams = [(xa[b * n:(b + 1) * n], yb[b * n:(b + 1) * n]) for b in range(n_batches)]
+            grams = [(xa[b * n : (b + 1) * n], yb[b * n : (b + 1) * n]) for b in range(n_batches)]
             cross = np.mean([hsic_song(x @ x.T, y @ y.T) for x, y in grams])
             sx = np.mean([hsic_song(x @ x.T, x @ x.T) for x, _ in grams])
             sy = np.mean([hsic_song(y @ y.T, y @ y.T) for _, y in grams])
@@ -225,7 +228,7 @@ def test_minibatch_one_model_is_symmetric_with_unit_diagonal():
     acc = MinibatchCKA()
     for _ in range(3):
         x = rng.normal(size=(16, 5))
-        acc.update({"p": x, "q": x ** 2, "r": rng.normal(size=(16, 2))})
+        acc.update({"p": x, "q": x**2, "r": rng.normal(size=(16, 2))})
     M = acc.compute()
     np.testing.assert_allclose(M, M.T, atol=1e-14)
     np.testing.assert_allclose(np.diag(M), 1.0, atol=1e-12)

@@ -61,7 +61,9 @@ def test_matches_slow_dense_and_knn(seed):
     n = int(rng.integers(5, 30))
     X, Y = rng.normal(size=(n, 4)), rng.normal(size=(n, 6)) + 0.5
     expected = slow_gbs(slow_dense_graph(X), slow_dense_graph(Y))
-    assert gbs_similarity(X, Y, method="blocks", block_size=int(rng.integers(1, 9))) == pytest.approx(expected, abs=1e-13)
+    assert gbs_similarity(X, Y, method="blocks", block_size=int(rng.integers(1, 9))) == pytest.approx(
+        expected, abs=1e-13
+    )
     assert gbs_similarity(X, Y, method="feature") == pytest.approx(expected, abs=1e-12)
     assert gbs_similarity(X, Y) == pytest.approx(expected, abs=1e-12)
     k = int(rng.integers(1, 5))

@@ -14,9 +14,9 @@ from gbs_core.metrics import MotifCounts, motif_profile, triangle_motifs
 def brute_force(A, y):
     A = np.asarray(A)
     counts = [0, 0, 0]
-    for i, j, l in itertools.combinations(range(len(A)), 3):
-        if A[i, j] != 0 and A[j, l] != 0 and A[i, l] != 0:
-            counts[len({y[i], y[j], y[l]}) - 1] += 1
+    for i, j, q in itertools.combinations(range(len(A)), 3):
+        if A[i, j] != 0 and A[j, q] != 0 and A[i, q] != 0:
+            counts[len({y[i], y[j], y[q]}) - 1] += 1
     return MotifCounts(*counts)
 
 
