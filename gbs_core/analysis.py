@@ -20,7 +20,7 @@ from gbs_core.cache import DiskCache
 from gbs_core.data import Dataset
 from gbs_core.embedding import embed_2d
 from gbs_core.graphs import knn_graph
-from gbs_core.metrics import modularity_curve, prunable_layers, similarity_matrix, triangle_motifs
+from gbs_core.metrics import MinibatchCKA, modularity_curve, prunable_layers, similarity_matrix, triangle_motifs
 from gbs_core.pipeline import LoadedModel, cached_activations
 
 __all__ = [
@@ -210,7 +210,7 @@ def motifs_by_layer(
             progress(i, len(fs.layers), f"motifs of {layer}")
 
         def compute(layer=layer):
-            counts = triangle_motifs(layer_knn_graph(fs, layer, k=k, cache=cache), fs.labels).counts
+            counts = triangle_motifs(layer_knn_graph(fs, layer, k=k, cache=cache), fs.labels)
             return {"counts": np.asarray(list(counts), dtype=np.int64)}
 
         counts = _cached(cache, fs.key("motifs", layer=layer, k=int(k)), compute)["counts"]
@@ -235,6 +235,10 @@ def layer_similarity(
 ) -> np.ndarray:
     """Layer x layer similarity (``similarity_matrix``) within one model or between two on the same samples.
 
+    ``metric="minibatch_cka"`` streams linear CKA with the unbiased HSIC over minibatches (:class:`MinibatchCKA`):
+    keywords ``batch_size`` (default 128; a last batch of fewer than 4 samples joins the previous one) and ``seed``
+    (default 0; the samples are shuffled once before batching). Any other metric goes to ``similarity_matrix``.
+
     Returns an array of shape (len(fs_a.layers), len(fs_b.layers)), cached as a whole.
 
     Raises
@@ -251,13 +255,35 @@ def layer_similarity(
     def compute():
         if progress is not None:
             progress(0, 1, f"{metric} over {len(fs_a.layers)} x {len(other.layers)} layers")
-        m = similarity_matrix(fs_a.features, None if fs_b is None else fs_b.features, metric=metric, **metric_kwargs)
+        if metric == "minibatch_cka":
+            m = _minibatch_cka(fs_a, fs_b, **metric_kwargs)
+        else:
+            m = similarity_matrix(fs_a.features, None if fs_b is None else fs_b.features, metric=metric, **metric_kwargs)
         return {"matrix": np.asarray(m, dtype=np.float64)}
 
     matrix = _cached(cache, key, compute)["matrix"]
     if progress is not None:
         progress(1, 1, f"{metric} done")
     return matrix
+
+
+def _minibatch_cka(fs_a: FeatureSet, fs_b: FeatureSet | None, *, batch_size: int = 128, seed: int = 0) -> np.ndarray:
+    if batch_size < 4:
+        raise ValueError(f"batch_size is {batch_size}; minibatch CKA needs at least 4 samples per batch")
+    n = fs_a.n_samples
+    if n < 4:
+        raise ValueError(f"{n} samples; minibatch CKA needs at least 4")
+    order = np.random.default_rng(seed).permutation(n)
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] < 4:
+        starts.pop()
+    bounds = [*starts[1:], n]
+    acc = MinibatchCKA()
+    for start, stop in zip(starts, bounds, strict=True):
+        idx = order[start:stop]
+        acc.update({k: v[idx] for k, v in fs_a.features.items()},
+                   None if fs_b is None else {k: v[idx] for k, v in fs_b.features.items()})
+    return acc.compute()
 
 
 def layer_embedding(
