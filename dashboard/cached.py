@@ -1,0 +1,308 @@
+"""Streamlit-cached wrappers around the core: one function per result the pages show.
+
+Two cache levels: the core's :class:`~gbs_core.cache.DiskCache` (survives restarts, shared with the command line) and
+Streamlit's in-memory caches on top, so a rerun, a page switch or a slider moved back to a layer already seen costs
+nothing. Models, data sets and feature sets are shared objects (``st.cache_resource``: never mutate them); results are
+small arrays and tables (``st.cache_data``), keyed on the feature set's identity (``fs_key``), never on its arrays.
+
+Long steps draw a progress bar with what is being done; it is created inside the cached function and emptied at its
+end, so a cache hit (which replays the function's elements) shows nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import streamlit as st
+
+from dashboard import graph_view
+from dashboard.errors import DashboardError
+from gbs_core import analysis
+from gbs_core.activations import list_layers, load_saved_activations
+from gbs_core.cache import DiskCache
+from gbs_core.data import Dataset, load_cifar, load_digits, load_image_folder
+from gbs_core.pipeline import LoadedModel, ModelSpec, load_model as _core_load_model
+from gbs_core.zoo import list_zoo
+
+__all__ = [
+    "disk_cache", "zoo_entries", "full_dataset", "dataset", "load_model", "layer_options", "saved_layers",
+    "feature_set", "feature_sets", "fs_key", "modularity", "modularity_table", "motifs", "similarity", "embedding",
+    "knn_graph", "graph_html", "constant_layers", "check_layers", "accuracy", "embedding_table", "CKA_VARIANTS", "GBS_VARIANTS", "cka_metric", "gbs_metric", "matrix_table",
+]
+
+FsKey = tuple[str, str, bool, tuple[str, ...]]
+
+
+@contextmanager
+def _progress(title: str) -> Iterator[Callable[..., None]]:
+    """A progress bar for a long step; the callback takes ``(done, total[, what])``. Removed when the step ends."""
+    slot = st.empty()
+    shown = [-1.0]
+
+    def update(done: int, total: int, what: str = "") -> None:
+        frac = min(done / total, 1.0) if total else 1.0
+        if frac - shown[0] >= 0.05 or frac >= 1.0:  # at most ~20 updates: they are replayed on cache hits
+            shown[0] = frac
+            slot.progress(frac, text=f"{title}: {what}" if what else title)
+
+    update(0, 1)
+    try:
+        yield update
+    finally:
+        slot.empty()
+
+
+@st.cache_resource(show_spinner=False)
+def disk_cache() -> DiskCache:
+    """The core's disk cache in ``$GBS_CACHE_DIR`` (or its default folder)."""
+    return DiskCache()
+
+
+@st.cache_data(show_spinner=False)
+def zoo_entries() -> list:
+    return list_zoo()
+
+
+# --- data ---------------------------------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner="Loading data...", max_entries=4)
+def full_dataset(source: str, path: str) -> Dataset:
+    """Every sample of a source, before subsampling."""
+    if source == "digits":
+        return load_digits("test")
+    if not path:
+        raise DashboardError("Enter the **Path** of the data folder in the sidebar.")
+    if source == "image_folder":
+        return load_image_folder(path)
+    if source in ("cifar10", "cifar100"):
+        return load_cifar(path, variant=10 if source == "cifar10" else 100)
+    raise DashboardError(f"unknown data source {source!r}")
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def dataset(source: str, path: str, n: int, seed: int) -> Dataset:
+    """The stratified, seeded subsample of N samples the analyses use."""
+    return full_dataset(source, path).subsample(n, seed=seed)
+
+
+@st.cache_resource(show_spinner="Reading saved activations...", max_entries=2)
+def _saved(path: str):
+    return load_saved_activations(path)
+
+
+def saved_layers(path: str) -> list[str]:
+    return list(_saved(path)[0])
+
+
+# --- models and features --------------------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner="Loading model...", max_entries=8)
+def load_model(spec: ModelSpec, num_classes: int = 10, in_channels: int = 1, input_size: int = 16) -> LoadedModel:
+    return _core_load_model(spec, num_classes=num_classes, in_channels=in_channels, input_size=input_size)
+
+
+def _model_for(spec: ModelSpec, data: Dataset) -> LoadedModel:
+    c, h, _ = data.input_shape
+    if spec.source == "zoo":
+        entry = {e.name: e for e in zoo_entries()}.get(spec.name)
+        if entry is not None and tuple(entry.input_shape) != tuple(data.input_shape):
+            raise DashboardError(
+                f"{spec.name} takes {'x'.join(map(str, entry.input_shape))} images but this data has "
+                f"{'x'.join(map(str, data.input_shape))}: pick a torchvision architecture or a checkpoint for this data, "
+                "or switch the data back to the bundled digits.")
+        return load_model(spec)
+    return load_model(spec, data.n_classes, c, h)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def layer_options(spec: ModelSpec, source: str, path: str) -> tuple[list[str], list[str]]:
+    """All selectable layers of a model (depth order) and its default ones."""
+    try:
+        example = full_dataset(source, path).images[:2]
+    except Exception:  # noqa: BLE001 - layer names do not depend on the data; the pages report data errors
+        example = load_digits("test").images[:2]
+    loaded = _model_for(spec, Dataset(example, np.zeros(2, dtype=np.int64), ("0",), "example"))
+    return [info.name for info in list_layers(loaded.model, example)], loaded.default_layers()
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def feature_set(source: str, path: str, n: int, seed: int, spec: ModelSpec | None,
+                layers: tuple[str, ...] | None, pool: bool) -> analysis.FeatureSet:
+    """One model's features on the workspace's samples (``spec=None``: the saved activations at ``path``)."""
+    if spec is None:
+        features, labels, predictions, class_names = _saved(path)
+        if layers is not None:
+            features = {name: features[name] for name in layers}
+        return analysis.feature_set_from_arrays(Path(path).name, features, labels, predictions=predictions,
+                                                class_names=class_names)
+    data = dataset(source, path, n, seed)
+    loaded = _model_for(spec, data)
+    with _progress(f"Extracting activations of {spec.label} ({n} samples)") as bar:
+        return analysis.feature_set(loaded, data, layers, pool=pool, cache=disk_cache(), progress=bar)
+
+
+def feature_sets(ws) -> list[analysis.FeatureSet]:
+    """The feature sets of every model of a :class:`~dashboard.workspace.Workspace`, in its order."""
+    if not ws.models:
+        raise DashboardError("No model selected: pick one under **Models** in the sidebar."
+                             if ws.data.source != "npz" else "Enter the **Path** of an .npz file in the sidebar.")
+    d = ws.data
+    return [feature_set(d.source, d.path, d.n, d.seed, m.spec, m.layers, ws.pool) for m in ws.models]
+
+
+def fs_key(fs: analysis.FeatureSet) -> FsKey:
+    """What identifies a feature set's content for Streamlit's caches."""
+    return fs.model_id, fs.dataset_id, fs.pool, tuple(fs.layers)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _constant_layers(_fs: analysis.FeatureSet, key: FsKey) -> list[str]:
+    return [name for name, X in _fs.features.items() if not np.any(X != X[:1])]
+
+
+def constant_layers(fs: analysis.FeatureSet) -> list[str]:
+    """Layers whose output is the same for every sample: their graphs and similarities carry no information."""
+    return _constant_layers(fs, fs_key(fs))
+
+
+def check_layers(fs_list: list[analysis.FeatureSet]) -> None:
+    """Raise a DashboardError naming every constant layer, with what to change."""
+    bad = [(fs.name, layer) for fs in fs_list for layer in constant_layers(fs)]
+    if bad:
+        names = ", ".join(f"{layer!r} of {model}" for model, layer in bad)
+        raise DashboardError(
+            f"layer {names} gives the same output for every sample (constant features), so its sample graph and "
+            "similarities are undefined. Deselect it under **Layers** in the sidebar.")
+
+
+# --- analyses -------------------------------------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _modularity(_fs, key: FsKey, k: int, n_batches: int, seed: int) -> dict[str, np.ndarray]:
+    with _progress(f"Modularity of {_fs.name} (k = {k})") as bar:
+        return analysis.modularity_by_layer(_fs, k=k, n_batches=n_batches, seed=seed, cache=disk_cache(), progress=bar)
+
+
+def modularity(fs, *, k: int, n_batches: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+    """Q per layer (one value per batch), in depth order."""
+    return _modularity(fs, fs_key(fs), int(k), int(n_batches), int(seed))
+
+
+def modularity_table(fs, *, k: int, threshold: float, n_batches: int = 1, seed: int = 0) -> pd.DataFrame:
+    """``analysis.modularity_table`` of one model, with a ``model`` column first."""
+    table = analysis.modularity_table(modularity(fs, k=k, n_batches=n_batches, seed=seed), threshold=threshold)
+    table.insert(0, "model", fs.name)
+    return table
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _motifs(_fs, key: FsKey, k: int) -> pd.DataFrame:
+    with _progress(f"Triangle motifs of {_fs.name} (k = {k})") as bar:
+        table = analysis.motifs_by_layer(_fs, k=k, cache=disk_cache(), progress=bar)
+    table.insert(0, "model", _fs.name)
+    return table
+
+
+def motifs(fs, *, k: int) -> pd.DataFrame:
+    return _motifs(fs, fs_key(fs), int(k))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _similarity(_a, _b, key_a: FsKey, key_b: FsKey | None, metric: str, params: tuple) -> np.ndarray:
+    other = f" vs {_b.name}" if _b is not None else ""
+    with _progress(f"{metric} of {_a.name}{other}") as bar:
+        return analysis.layer_similarity(_a, _b, metric=metric, cache=disk_cache(), progress=bar, **dict(params))
+
+
+def similarity(fs_a, fs_b=None, *, metric: str, **params) -> np.ndarray:
+    """Layer x layer similarity (rows: layers of ``fs_a``; columns: of ``fs_b`` or ``fs_a``)."""
+    return _similarity(fs_a, fs_b, fs_key(fs_a), None if fs_b is None else fs_key(fs_b), metric,
+                       tuple(sorted(params.items())))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _embedding(_fs, key: FsKey, layer: str, method: str, seed: int) -> np.ndarray:
+    with _progress(f"{method.upper()} of {layer}") as bar:
+        xy = analysis.layer_embedding(_fs, layer, method=method, seed=seed, cache=disk_cache())
+        bar(1, 1)
+    return xy
+
+
+def embedding(fs, layer: str, *, method: str = "umap", seed: int = 0) -> np.ndarray:
+    """2-D coordinates (n_samples, 2) of one layer."""
+    return _embedding(fs, fs_key(fs), layer, method, int(seed))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _knn_graph(_fs, key: FsKey, layer: str, k: int) -> sp.csr_array:
+    return analysis.layer_knn_graph(_fs, layer, k=k, cache=disk_cache())
+
+
+def knn_graph(fs, layer: str, *, k: int) -> sp.csr_array:
+    return _knn_graph(fs, fs_key(fs), layer, int(k))
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _graph_html(_fs, key: FsKey, layer: str, k: int, max_nodes: int, seed: int) -> tuple[str, int]:
+    with _progress(f"Drawing the kNN graph of {layer}") as bar:
+        nodes = graph_view.stratified_nodes(_fs.labels, max_nodes, seed=seed)
+        html = graph_view.graph_html(knn_graph(_fs, layer, k=k), _fs.labels, _fs.class_names, nodes=nodes,
+                                     predictions=_fs.predictions, title=f"{_fs.name}: {layer} (k = {k})", seed=seed)
+        bar(1, 1)
+    return html, len(nodes)
+
+
+def graph_html(fs, layer: str, *, k: int, max_nodes: int = graph_view.MAX_NODES, seed: int = 0) -> tuple[str, int]:
+    """Self-contained HTML of one layer's kNN graph and the number of nodes drawn (at most ``max_nodes``)."""
+    return _graph_html(fs, fs_key(fs), layer, int(k), int(max_nodes), int(seed))
+
+
+def accuracy(fs) -> tuple[float | None, str]:
+    """The model's accuracy and where it was measured: the zoo's held-out split, else the N samples shown."""
+    zoo = {e.name: e for e in zoo_entries()}
+    if fs.name in zoo:
+        return zoo[fs.name].test_accuracy, "test split"
+    if fs.predictions is None:
+        return None, "no predictions"
+    return float(np.mean(fs.predictions == fs.labels)), f"{fs.n_samples} samples"
+
+
+def embedding_table(fs, xy: np.ndarray) -> pd.DataFrame:
+    """The scatter's numbers for CSV: sample index, x, y, true and predicted class."""
+    names = np.asarray(fs.class_names, dtype=object)
+    return pd.DataFrame({
+        "sample": np.arange(fs.n_samples), "x": xy[:, 0], "y": xy[:, 1], "true_class": names[fs.labels],
+        "predicted_class": names[fs.predictions] if fs.predictions is not None else None,
+    })
+
+
+CKA_VARIANTS = {"linear": "linear_cka", "RBF": "rbf_cka", "debiased linear": "debiased_linear_cka",
+                "minibatch": "minibatch_cka"}
+GBS_VARIANTS = {"dense": "gbs_dense", "kNN": "gbs_knn"}
+
+
+def cka_metric(variant: str, params: dict) -> tuple[str, dict]:
+    """``layer_similarity`` metric name and keywords for a CKA variant of the page's selector."""
+    metric = CKA_VARIANTS[variant]
+    keep = {"rbf_cka": ("sigma_fraction",), "minibatch_cka": ("batch_size",)}.get(metric, ())
+    return metric, {k: v for k, v in params.items() if k in keep}
+
+
+def gbs_metric(variant: str, k: int) -> tuple[str, dict]:
+    metric = GBS_VARIANTS[variant]
+    return metric, ({"k": int(k)} if metric == "gbs_knn" else {})
+
+
+def matrix_table(matrix: np.ndarray, rows: list[str], cols: list[str]) -> pd.DataFrame:
+    """A similarity matrix as a CSV-ready table: one row per row layer, one column per column layer."""
+    table = pd.DataFrame(matrix, columns=list(cols))
+    table.insert(0, "layer", list(rows))
+    return table

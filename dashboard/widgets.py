@@ -1,0 +1,49 @@
+"""Small reusable renderers shared by the pages: a chart with its downloads, a graph with its download."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard.charts import plotly_config
+
+__all__ = ["chart", "csv_download", "graph"]
+
+
+def csv_download(table: pd.DataFrame, *, name: str, key: str, label: str = "Download CSV") -> None:
+    st.download_button(label, table.to_csv(index=False).encode(), file_name=f"{name}.csv", mime="text/csv",
+                       key=key, on_click="ignore", icon=":material/download:")
+
+
+def chart(fig: go.Figure, table: pd.DataFrame, *, name: str, key: str, image_format: str = "png") -> None:
+    """A plotly chart (toolbar camera: PNG or SVG) and a button that downloads its numbers as CSV."""
+    st.plotly_chart(fig, config=plotly_config(name, image_format), key=f"{key}_chart")
+    csv_download(table, name=name, key=f"{key}_csv")
+
+
+def graph(page: str, *, name: str, key: str, height: int = 640) -> None:
+    """The graph's standalone HTML in an iframe, and a button that downloads that same file."""
+    st.iframe(page, height=height)
+    st.download_button("Download graph (HTML)", page.encode(), file_name=f"{name}.html", mime="text/html",
+                       key=f"{key}_html", on_click="ignore", icon=":material/download:")
+
+
+def layer_picker(fs_list: list, *, key: str, default: str = "last"):
+    """Pick a model (when there are several) and one of its layers with a slider; returns ``(feature_set, layer)``.
+
+    The choice is kept per model for the session, so walking back to a model returns to the layer last shown.
+    """
+    names = [fs.name for fs in fs_list]
+    name = names[0]
+    if len(names) > 1:
+        name = st.selectbox("Model", names, key=f"{key}_model", persist_state="session")
+    fs = fs_list[names.index(name)]
+    layers = fs.layers
+    start = layers[-1] if default == "last" else layers[0]
+    if len(layers) == 1:
+        st.caption(f"Layer: {layers[0]}")
+        return fs, layers[0]
+    layer = st.select_slider("Layer (depth order)", layers, value=start, key=f"{key}_layer_{fs.model_id}",
+                             persist_state="session")
+    return fs, layer
