@@ -16,8 +16,11 @@ st.markdown(
     "**CKA** and **GBS** compare two layers' representations (1 = same up to the allowed transforms), and "
     "**triangle motifs** count how often three mutually close samples share a class."
 )
-st.info(f"**Data:** {ws.data.label} · **Models:** {', '.join(ws.labels) or 'none'} · "
-        f"**k:** {ws.k_modularity} (modularity), {ws.k_motifs} (motifs)", icon=":material/tune:")
+st.info(
+    f"**Data:** {ws.data.label} · **Models:** {', '.join(ws.labels) or 'none'} · "
+    f"**k:** {ws.k_modularity} (modularity), {ws.k_motifs} (motifs)",
+    icon=":material/tune:",
+)
 
 with errors.guard("analyse the selection"):
     fs_list = cached.feature_sets(ws)
@@ -35,8 +38,11 @@ for col, fs, table in zip(st.columns(min(len(fs_list), 3)) * len(fs_list), fs_li
         b.metric("Prunable layers (dQ < 0.03)", int(table["prunable"].sum()))
 
 st.subheader("Explore")
-st.page_link("pages/1_Sample_graph.py", label="Sample graph: the kNN graph and UMAP of one layer",
-             icon=":material/hub:")
-st.page_link("pages/2_Modularity.py", label="Modularity: Q over depth and prunable layers", icon=":material/show_chart:")
+st.page_link(
+    "pages/1_Sample_graph.py", label="Sample graph: the kNN graph and UMAP of one layer", icon=":material/hub:"
+)
+st.page_link(
+    "pages/2_Modularity.py", label="Modularity: Q over depth and prunable layers", icon=":material/show_chart:"
+)
 st.page_link("pages/3_Similarity.py", label="Similarity: CKA and GBS layer x layer", icon=":material/grid_on:")
 st.page_link("pages/4_Motifs.py", label="Motifs: triangle types over depth", icon=":material/change_history:")

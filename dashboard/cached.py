@@ -26,13 +26,37 @@ from gbs_core import analysis
 from gbs_core.activations import list_layers, load_saved_activations
 from gbs_core.cache import DiskCache
 from gbs_core.data import Dataset, load_cifar, load_digits, load_image_folder
-from gbs_core.pipeline import LoadedModel, ModelSpec, load_model as _core_load_model
+from gbs_core.pipeline import LoadedModel, ModelSpec
+from gbs_core.pipeline import load_model as _core_load_model
 from gbs_core.zoo import list_zoo
 
 __all__ = [
-    "disk_cache", "zoo_entries", "full_dataset", "dataset", "load_model", "layer_options", "saved_layers",
-    "feature_set", "feature_sets", "fs_key", "modularity", "modularity_table", "motifs", "similarity", "embedding",
-    "knn_graph", "graph_html", "constant_layers", "check_layers", "accuracy", "embedding_table", "CKA_VARIANTS", "GBS_VARIANTS", "cka_metric", "gbs_metric", "matrix_table",
+    "disk_cache",
+    "zoo_entries",
+    "full_dataset",
+    "dataset",
+    "load_model",
+    "layer_options",
+    "saved_layers",
+    "feature_set",
+    "feature_sets",
+    "fs_key",
+    "modularity",
+    "modularity_table",
+    "motifs",
+    "similarity",
+    "embedding",
+    "knn_graph",
+    "graph_html",
+    "constant_layers",
+    "check_layers",
+    "accuracy",
+    "embedding_table",
+    "CKA_VARIANTS",
+    "GBS_VARIANTS",
+    "cka_metric",
+    "gbs_metric",
+    "matrix_table",
 ]
 
 FsKey = tuple[str, str, bool, tuple[str, ...]]
@@ -116,7 +140,8 @@ def _model_for(spec: ModelSpec, data: Dataset) -> LoadedModel:
             raise DashboardError(
                 f"{spec.name} takes {'x'.join(map(str, entry.input_shape))} images but this data has "
                 f"{'x'.join(map(str, data.input_shape))}: pick a torchvision architecture or a checkpoint for this data, "
-                "or switch the data back to the bundled digits.")
+                "or switch the data back to the bundled digits."
+            )
         return load_model(spec)
     return load_model(spec, data.n_classes, c, h)
 
@@ -133,15 +158,17 @@ def layer_options(spec: ModelSpec, source: str, path: str) -> tuple[list[str], l
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def feature_set(source: str, path: str, n: int, seed: int, spec: ModelSpec | None,
-                layers: tuple[str, ...] | None, pool: bool) -> analysis.FeatureSet:
+def feature_set(
+    source: str, path: str, n: int, seed: int, spec: ModelSpec | None, layers: tuple[str, ...] | None, pool: bool
+) -> analysis.FeatureSet:
     """One model's features on the workspace's samples (``spec=None``: the saved activations at ``path``)."""
     if spec is None:
         features, labels, predictions, class_names = _saved(path)
         if layers is not None:
             features = {name: features[name] for name in layers}
-        return analysis.feature_set_from_arrays(Path(path).name, features, labels, predictions=predictions,
-                                                class_names=class_names)
+        return analysis.feature_set_from_arrays(
+            Path(path).name, features, labels, predictions=predictions, class_names=class_names
+        )
     data = dataset(source, path, n, seed)
     loaded = _model_for(spec, data)
     with _progress(f"Extracting activations of {spec.label} ({n} samples)") as bar:
@@ -151,8 +178,11 @@ def feature_set(source: str, path: str, n: int, seed: int, spec: ModelSpec | Non
 def feature_sets(ws) -> list[analysis.FeatureSet]:
     """The feature sets of every model of a :class:`~dashboard.workspace.Workspace`, in its order."""
     if not ws.models:
-        raise DashboardError("No model selected: pick one under **Models** in the sidebar."
-                             if ws.data.source != "npz" else "Enter the **Path** of an .npz file in the sidebar.")
+        raise DashboardError(
+            "No model selected: pick one under **Models** in the sidebar."
+            if ws.data.source != "npz"
+            else "Enter the **Path** of an .npz file in the sidebar."
+        )
     d = ws.data
     return [feature_set(d.source, d.path, d.n, d.seed, m.spec, m.layers, ws.pool) for m in ws.models]
 
@@ -179,7 +209,8 @@ def check_layers(fs_list: list[analysis.FeatureSet]) -> None:
         names = ", ".join(f"{layer!r} of {model}" for model, layer in bad)
         raise DashboardError(
             f"layer {names} gives the same output for every sample (constant features), so its sample graph and "
-            "similarities are undefined. Deselect it under **Layers** in the sidebar.")
+            "similarities are undefined. Deselect it under **Layers** in the sidebar."
+        )
 
 
 # --- analyses -------------------------------------------------------------------------------------------------------
@@ -224,8 +255,9 @@ def _similarity(_a, _b, key_a: FsKey, key_b: FsKey | None, metric: str, params: 
 
 def similarity(fs_a, fs_b=None, *, metric: str, **params) -> np.ndarray:
     """Layer x layer similarity (rows: layers of ``fs_a``; columns: of ``fs_b`` or ``fs_a``)."""
-    return _similarity(fs_a, fs_b, fs_key(fs_a), None if fs_b is None else fs_key(fs_b), metric,
-                       tuple(sorted(params.items())))
+    return _similarity(
+        fs_a, fs_b, fs_key(fs_a), None if fs_b is None else fs_key(fs_b), metric, tuple(sorted(params.items()))
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -254,8 +286,15 @@ def knn_graph(fs, layer: str, *, k: int) -> sp.csr_array:
 def _graph_html(_fs, key: FsKey, layer: str, k: int, max_nodes: int, seed: int) -> tuple[str, int]:
     with _progress(f"Drawing the kNN graph of {layer}") as bar:
         nodes = graph_view.stratified_nodes(_fs.labels, max_nodes, seed=seed)
-        html = graph_view.graph_html(knn_graph(_fs, layer, k=k), _fs.labels, _fs.class_names, nodes=nodes,
-                                     predictions=_fs.predictions, title=f"{_fs.name}: {layer} (k = {k})", seed=seed)
+        html = graph_view.graph_html(
+            knn_graph(_fs, layer, k=k),
+            _fs.labels,
+            _fs.class_names,
+            nodes=nodes,
+            predictions=_fs.predictions,
+            title=f"{_fs.name}: {layer} (k = {k})",
+            seed=seed,
+        )
         bar(1, 1)
     return html, len(nodes)
 
@@ -278,14 +317,23 @@ def accuracy(fs) -> tuple[float | None, str]:
 def embedding_table(fs, xy: np.ndarray) -> pd.DataFrame:
     """The scatter's numbers for CSV: sample index, x, y, true and predicted class."""
     names = np.asarray(fs.class_names, dtype=object)
-    return pd.DataFrame({
-        "sample": np.arange(fs.n_samples), "x": xy[:, 0], "y": xy[:, 1], "true_class": names[fs.labels],
-        "predicted_class": names[fs.predictions] if fs.predictions is not None else None,
-    })
+    return pd.DataFrame(
+        {
+            "sample": np.arange(fs.n_samples),
+            "x": xy[:, 0],
+            "y": xy[:, 1],
+            "true_class": names[fs.labels],
+            "predicted_class": names[fs.predictions] if fs.predictions is not None else None,
+        }
+    )
 
 
-CKA_VARIANTS = {"linear": "linear_cka", "RBF": "rbf_cka", "debiased linear": "debiased_linear_cka",
-                "minibatch": "minibatch_cka"}
+CKA_VARIANTS = {
+    "linear": "linear_cka",
+    "RBF": "rbf_cka",
+    "debiased linear": "debiased_linear_cka",
+    "minibatch": "minibatch_cka",
+}
 GBS_VARIANTS = {"dense": "gbs_dense", "kNN": "gbs_knn"}
 
 

@@ -15,8 +15,14 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 __all__ = [
-    "class_colors", "plotly_config", "embedding_scatter", "modularity_chart", "similarity_heatmap", "motif_bars",
-    "motif_vs_modularity", "MOTIF_LABELS",
+    "class_colors",
+    "plotly_config",
+    "embedding_scatter",
+    "modularity_chart",
+    "similarity_heatmap",
+    "motif_bars",
+    "motif_vs_modularity",
+    "MOTIF_LABELS",
 ]
 
 MOTIF_LABELS = {
@@ -24,7 +30,11 @@ MOTIF_LABELS = {
     "two_classes_fraction": "two share a class",
     "all_different_fraction": "all different",
 }
-_MOTIF_COLORS = {"same_class_fraction": "#2CA02C", "two_classes_fraction": "#FF7F0E", "all_different_fraction": "#D62728"}
+_MOTIF_COLORS = {
+    "same_class_fraction": "#2CA02C",
+    "two_classes_fraction": "#FF7F0E",
+    "all_different_fraction": "#D62728",
+}
 _KIND_COLORS = {"plateau": "rgba(255, 193, 7, 0.18)", "degradation": "rgba(220, 53, 69, 0.18)"}
 
 
@@ -49,13 +59,24 @@ def plotly_config(name: str, image_format: str = "png") -> dict:
 
 
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
-    fig.update_layout(title=title, height=height, margin={"l": 10, "r": 10, "t": 50, "b": 10},
-                      legend={"orientation": "h", "yanchor": "bottom", "y": -0.3})
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        legend={"orientation": "h", "yanchor": "bottom", "y": -0.3},
+    )
     return fig
 
 
-def embedding_scatter(xy: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                      predictions: np.ndarray | None = None, *, title: str = "", method: str = "UMAP") -> go.Figure:
+def embedding_scatter(
+    xy: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    predictions: np.ndarray | None = None,
+    *,
+    title: str = "",
+    method: str = "UMAP",
+) -> go.Figure:
     """One trace per class; hover shows the sample index, true and predicted class."""
     colors = class_colors(len(class_names))
     fig = go.Figure()
@@ -64,13 +85,23 @@ def embedding_scatter(xy: np.ndarray, labels: np.ndarray, class_names: Sequence[
         m = labels == c
         if not m.any():
             continue
-        pred = [str(class_names[p]) if 0 <= p < len(class_names) else str(p) for p in predictions[m]] \
-            if predictions is not None else ["n/a"] * int(m.sum())
-        fig.add_trace(go.Scattergl(
-            x=xy[m, 0], y=xy[m, 1], mode="markers", name=str(name), marker={"size": 6, "color": colors[c]},
-            customdata=np.column_stack([idx[m], [str(name)] * int(m.sum()), pred]),
-            hovertemplate="sample %{customdata[0]}<br>true: %{customdata[1]}<br>predicted: %{customdata[2]}"
-                          "<extra></extra>"))
+        pred = (
+            [str(class_names[p]) if 0 <= p < len(class_names) else str(p) for p in predictions[m]]
+            if predictions is not None
+            else ["n/a"] * int(m.sum())
+        )
+        fig.add_trace(
+            go.Scattergl(
+                x=xy[m, 0],
+                y=xy[m, 1],
+                mode="markers",
+                name=str(name),
+                marker={"size": 6, "color": colors[c]},
+                customdata=np.column_stack([idx[m], [str(name)] * int(m.sum()), pred]),
+                hovertemplate="sample %{customdata[0]}<br>true: %{customdata[1]}<br>predicted: %{customdata[2]}"
+                "<extra></extra>",
+            )
+        )
     fig.update_xaxes(title=f"{method} 1", showticklabels=False)
     fig.update_yaxes(title=f"{method} 2", showticklabels=False, scaleanchor="x")
     return _layout(fig, title, 520)
@@ -94,32 +125,68 @@ def modularity_chart(tables: Sequence[pd.DataFrame], *, normalized: bool, spread
         if spread and (table["q_std"] > 0).any():
             band_x = np.concatenate([x, x[::-1]])
             band_y = np.concatenate([table["q"] + table["q_std"], (table["q"] - table["q_std"])[::-1]])
-            fig.add_trace(go.Scatter(x=band_x, y=band_y, fill="toself", fillcolor=color, opacity=0.2,
-                                     line={"width": 0}, hoverinfo="skip", showlegend=False, name=f"{name} ± std"))
-        fig.add_trace(go.Scatter(
-            x=x, y=table["q"], mode="lines+markers", name=name, line={"color": color},
-            customdata=np.column_stack([table["layer"], table["dq"].fillna(0), table["kind"]]),
-            hovertemplate="%{customdata[0]}<br>Q = %{y:.3f}<br>dQ = %{customdata[1]:.3f} %{customdata[2]}"
-                          "<extra></extra>"))
+            fig.add_trace(
+                go.Scatter(
+                    x=band_x,
+                    y=band_y,
+                    fill="toself",
+                    fillcolor=color,
+                    opacity=0.2,
+                    line={"width": 0},
+                    hoverinfo="skip",
+                    showlegend=False,
+                    name=f"{name} ± std",
+                )
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=table["q"],
+                mode="lines+markers",
+                name=name,
+                line={"color": color},
+                customdata=np.column_stack([table["layer"], table["dq"].fillna(0), table["kind"]]),
+                hovertemplate="%{customdata[0]}<br>Q = %{y:.3f}<br>dQ = %{customdata[1]:.3f} %{customdata[2]}"
+                "<extra></extra>",
+            )
+        )
     for kind, fill in _KIND_COLORS.items():  # legend entries for the shading
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=kind, showlegend=True,
-                                 marker={"size": 12, "symbol": "square", "color": fill.replace("0.18", "0.6")}))
+        fig.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                name=kind,
+                showlegend=True,
+                marker={"size": 12, "symbol": "square", "color": fill.replace("0.18", "0.6")},
+            )
+        )
     fig.update_xaxes(title="normalised depth" if normalized else "layer depth")
     fig.update_yaxes(title="modularity Q")
     return _layout(fig, "Modularity of each layer's kNN graph (classes as communities)")
 
 
-def similarity_heatmap(matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], *, title: str,
-                       row_title: str, col_title: str) -> go.Figure:
+def similarity_heatmap(
+    matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], *, title: str, row_title: str, col_title: str
+) -> go.Figure:
     """Layer x layer heatmap in depth order (origin bottom-left), values on hover."""
-    fig = go.Figure(go.Heatmap(
-        z=matrix, x=list(range(len(cols))), y=list(range(len(rows))), colorscale="Viridis", zmin=0,
-        zmax=max(1.0, float(np.nanmax(matrix))) if np.isfinite(matrix).any() else 1.0,
-        customdata=np.array([[f"{r} | {c}" for c in cols] for r in rows]),
-        hovertemplate="%{customdata}<br>similarity = %{z:.3f}<extra></extra>", colorbar={"thickness": 12}))
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=list(range(len(cols))),
+            y=list(range(len(rows))),
+            colorscale="Viridis",
+            zmin=0,
+            zmax=max(1.0, float(np.nanmax(matrix))) if np.isfinite(matrix).any() else 1.0,
+            customdata=np.array([[f"{r} | {c}" for c in cols] for r in rows]),
+            hovertemplate="%{customdata}<br>similarity = %{z:.3f}<extra></extra>",
+            colorbar={"thickness": 12},
+        )
+    )
     tick = max(1, len(cols) // 12)
-    fig.update_xaxes(title=col_title, tickvals=list(range(0, len(cols), tick)), ticktext=list(cols)[::tick],
-                     tickangle=-45)
+    fig.update_xaxes(
+        title=col_title, tickvals=list(range(0, len(cols), tick)), ticktext=list(cols)[::tick], tickangle=-45
+    )
     tick = max(1, len(rows) // 12)
     fig.update_yaxes(title=row_title, tickvals=list(range(0, len(rows), tick)), ticktext=list(rows)[::tick])
     return _layout(fig, title, 520)
@@ -129,27 +196,51 @@ def motif_bars(table: pd.DataFrame, *, title: str) -> go.Figure:
     """Stacked fractions of the three triangle types per layer (``motifs_by_layer`` table)."""
     fig = go.Figure()
     for col, label in MOTIF_LABELS.items():
-        fig.add_trace(go.Bar(x=table["layer"], y=table[col], name=label, marker_color=_MOTIF_COLORS[col],
-                             hovertemplate="%{x}<br>" + label + ": %{y:.3f}<extra></extra>"))
+        fig.add_trace(
+            go.Bar(
+                x=table["layer"],
+                y=table[col],
+                name=label,
+                marker_color=_MOTIF_COLORS[col],
+                hovertemplate="%{x}<br>" + label + ": %{y:.3f}<extra></extra>",
+            )
+        )
     fig.update_layout(barmode="stack")
     fig.update_xaxes(title="layer (depth order)", tickangle=-45)
     fig.update_yaxes(title="fraction of triangles", range=[0, 1])
     return _layout(fig, title)
 
 
-def motif_vs_modularity(motif_tables: Sequence[pd.DataFrame], mod_tables: Sequence[pd.DataFrame], *,
-                        normalized: bool) -> go.Figure:
+def motif_vs_modularity(
+    motif_tables: Sequence[pd.DataFrame], mod_tables: Sequence[pd.DataFrame], *, normalized: bool
+) -> go.Figure:
     """Per model: the same-class triangle fraction (solid) and modularity Q (dotted) over depth."""
     x_col = "normalized_depth" if normalized else "depth"
     fig = go.Figure()
     for motifs, mod, color in zip(motif_tables, mod_tables, model_colors(len(motif_tables)), strict=True):
         name = str(motifs["model"].iloc[0])
-        fig.add_trace(go.Scatter(x=motifs[x_col], y=motifs["same_class_fraction"], mode="lines+markers",
-                                 name=f"{name}: same-class triangles", line={"color": color},
-                                 customdata=motifs["layer"], hovertemplate="%{customdata}: %{y:.3f}<extra></extra>"))
-        fig.add_trace(go.Scatter(x=mod[x_col], y=mod["q"], mode="lines", name=f"{name}: modularity Q",
-                                 line={"color": color, "dash": "dot"}, customdata=mod["layer"],
-                                 hovertemplate="%{customdata}: Q = %{y:.3f}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=motifs[x_col],
+                y=motifs["same_class_fraction"],
+                mode="lines+markers",
+                name=f"{name}: same-class triangles",
+                line={"color": color},
+                customdata=motifs["layer"],
+                hovertemplate="%{customdata}: %{y:.3f}<extra></extra>",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=mod[x_col],
+                y=mod["q"],
+                mode="lines",
+                name=f"{name}: modularity Q",
+                line={"color": color, "dash": "dot"},
+                customdata=mod["layer"],
+                hovertemplate="%{customdata}: Q = %{y:.3f}<extra></extra>",
+            )
+        )
     fig.update_xaxes(title="normalised depth" if normalized else "layer depth")
     fig.update_yaxes(title="fraction / Q")
     return _layout(fig, "Same-class triangle fraction beside modularity")

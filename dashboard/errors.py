@@ -26,13 +26,19 @@ _HINTS: list[tuple[type[BaseException], re.Pattern, str]] = [
     (DataError, re.compile(r"asked for \d+ samples"), "Lower **Samples N** in the sidebar."),
     (DataError, re.compile(r""), "Check the data **Source** and **Path** in the sidebar."),
     (CheckpointError, re.compile(r""), "Pick the architecture the file was saved from, or upload another file."),
-    (ValueError, re.compile(r"neighbours need more than"),
-     "Lower **k** under *Graph parameters* in the sidebar (k must be smaller than N and than each batch), or raise N."),
+    (
+        ValueError,
+        re.compile(r"neighbours need more than"),
+        "Lower **k** under *Graph parameters* in the sidebar (k must be smaller than N and than each batch), or raise N.",
+    ),
     (ValueError, re.compile(r"no layers selected"), "Select at least one layer under **Layers** in the sidebar."),
     (ValueError, re.compile(r"activations file|\.npz|labels"), "Check the **Path** of the saved activations."),
-    (RuntimeError, re.compile(r"shape|size|channels|mat1 and mat2", re.I),
-     "The model does not accept this data's images: use the bundled digits with zoo models, or a torchvision "
-     "architecture for other image sizes."),
+    (
+        RuntimeError,
+        re.compile(r"shape|size|channels|mat1 and mat2", re.I),
+        "The model does not accept this data's images: use the bundled digits with zoo models, or a torchvision "
+        "architecture for other image sizes.",
+    ),
     (MemoryError, re.compile(r""), "Lower **Samples N** or select fewer layers."),
 ]
 

@@ -47,7 +47,9 @@ def stratified_nodes(labels: np.ndarray, max_nodes: int, *, seed: int = 0) -> np
     quota = np.floor(counts * max_nodes / n).astype(int)
     leftover = max_nodes - quota.sum()
     quota[np.argsort(-(counts * max_nodes / n - quota), kind="stable")[:leftover]] += 1
-    picked = [rng.choice(np.flatnonzero(labels == c), size=q, replace=False) for c, q in zip(classes, quota, strict=True)]
+    picked = [
+        rng.choice(np.flatnonzero(labels == c), size=q, replace=False) for c, q in zip(classes, quota, strict=True)
+    ]
     return np.sort(np.concatenate(picked))
 
 
@@ -58,7 +60,7 @@ def strip_external_resources(page: str) -> str:
 
 def external_references(page: str) -> list[str]:
     """Every ``src=`` / ``href=`` attribute of ``page`` that points off the machine (empty for a self-contained page)."""
-    return [page[m.start(): m.start() + 80] for m in _EXTERNAL_ATTR.finditer(page)]
+    return [page[m.start() : m.start() + 80] for m in _EXTERNAL_ATTR.finditer(page)]
 
 
 def _legend(class_names: Sequence[str], colors: Sequence[str], title: str, note: str) -> str:
@@ -110,17 +112,25 @@ def graph_html(
             p = int(predictions[idx])
             tip += f" · predicted: {names[p] if 0 <= p < len(names) else p}"
             wrong = p != y
-        net.add_node(int(idx), label=" ", title=tip,
-                     color={"background": colors[y], "border": "#111111" if wrong else colors[y]},
-                     borderWidth=3 if wrong else 1)
+        net.add_node(
+            int(idx),
+            label=" ",
+            title=tip,
+            color={"background": colors[y], "border": "#111111" if wrong else colors[y]},
+            borderWidth=3 if wrong else 1,
+        )
     for i, j, w in zip(sub.row, sub.col, sub.data, strict=True):
         net.add_edge(int(nodes[i]), int(nodes[j]), title=f"cosine {w:.3f}")
     net.set_options(_OPTIONS % int(seed))
     page = strip_external_resources(net.generate_html())
     note = f"{len(nodes)} samples, {sub.nnz} edges. Drag to move, scroll to zoom."
     page = page.replace("<body>", "<body>" + _legend(class_names, colors, title, note), 1)
-    page = page.replace("</body>", "<script>network.once('stabilizationIterationsDone',"
-                                   "function(){network.setOptions({physics:false});});</script></body>", 1)
+    page = page.replace(
+        "</body>",
+        "<script>network.once('stabilizationIterationsDone',"
+        "function(){network.setOptions({physics:false});});</script></body>",
+        1,
+    )
     leftover = external_references(page)
     if leftover:  # a pyvis upgrade added a CDN reference we do not strip: fail loudly rather than render blank offline
         raise RuntimeError(f"graph HTML still references external resources: {leftover[:3]}")

@@ -12,8 +12,15 @@ __all__ = ["chart", "csv_download", "graph"]
 
 
 def csv_download(table: pd.DataFrame, *, name: str, key: str, label: str = "Download CSV") -> None:
-    st.download_button(label, table.to_csv(index=False).encode(), file_name=f"{name}.csv", mime="text/csv",
-                       key=key, on_click="ignore", icon=":material/download:")
+    st.download_button(
+        label,
+        table.to_csv(index=False).encode(),
+        file_name=f"{name}.csv",
+        mime="text/csv",
+        key=key,
+        on_click="ignore",
+        icon=":material/download:",
+    )
 
 
 def chart(fig: go.Figure, table: pd.DataFrame, *, name: str, key: str, image_format: str = "png") -> None:
@@ -25,8 +32,15 @@ def chart(fig: go.Figure, table: pd.DataFrame, *, name: str, key: str, image_for
 def graph(page: str, *, name: str, key: str, height: int = 640) -> None:
     """The graph's standalone HTML in an iframe, and a button that downloads that same file."""
     st.iframe(page, height=height)
-    st.download_button("Download graph (HTML)", page.encode(), file_name=f"{name}.html", mime="text/html",
-                       key=f"{key}_html", on_click="ignore", icon=":material/download:")
+    st.download_button(
+        "Download graph (HTML)",
+        page.encode(),
+        file_name=f"{name}.html",
+        mime="text/html",
+        key=f"{key}_html",
+        on_click="ignore",
+        icon=":material/download:",
+    )
 
 
 def layer_picker(fs_list: list, *, key: str, default: str = "last"):
@@ -44,6 +58,7 @@ def layer_picker(fs_list: list, *, key: str, default: str = "last"):
     if len(layers) == 1:
         st.caption(f"Layer: {layers[0]}")
         return fs, layers[0]
-    layer = st.select_slider("Layer (depth order)", layers, value=start, key=f"{key}_layer_{fs.model_id}",
-                             persist_state="session")
+    layer = st.select_slider(
+        "Layer (depth order)", layers, value=start, key=f"{key}_layer_{fs.model_id}", persist_state="session"
+    )
     return fs, layer

@@ -87,8 +87,11 @@ class Workspace:
 
 
 def _layers_key(spec: ModelSpec) -> str:
-    return f"layers_{spec.source}_{spec.name}" if spec.source != "checkpoint" else \
-        f"layers_ckpt_{hashlib.sha256((spec.checkpoint or '').encode()).hexdigest()[:8]}"
+    return (
+        f"layers_{spec.source}_{spec.name}"
+        if spec.source != "checkpoint"
+        else f"layers_ckpt_{hashlib.sha256((spec.checkpoint or '').encode()).hexdigest()[:8]}"
+    )
 
 
 def _data_widgets() -> DataChoice:
@@ -98,8 +101,16 @@ def _data_widgets() -> DataChoice:
     if source != "digits":
         path = st.text_input("Path on this machine", key="path", help=PATH_HINTS[source], **_SHARE).strip()
     c1, c2 = st.columns(2)
-    n = c1.number_input("Samples N", 1, MAX_SAMPLES, 500, step=50, key="n", **_SHARE,
-                        help="Stratified by class; the graphs and metrics use all N samples.")
+    n = c1.number_input(
+        "Samples N",
+        1,
+        MAX_SAMPLES,
+        500,
+        step=50,
+        key="n",
+        **_SHARE,
+        help="Stratified by class; the graphs and metrics use all N samples.",
+    )
     seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key="seed", **_SHARE, help="Seeds the subsample and the layouts.")
     return DataChoice(source, path, int(n), int(seed))
 
@@ -128,10 +139,14 @@ def _add_checkpoint(upload, arch: str, seed: int) -> None:
 
 def _checkpoint_widgets(seed: int) -> list[ModelSpec]:
     with st.expander("Your checkpoint (state_dict)"):
-        arch = st.selectbox("Architecture it was saved from", [*ARCHITECTURES, *TORCHVISION_ARCHITECTURES],
-                            key="ckpt_arch", **_KEEP)
-        upload = st.file_uploader(f"state_dict file (.pt/.pth, at most {MAX_UPLOAD_MB} MiB)",
-                                  type=["pt", "pth", "bin", "ckpt"], key="ckpt_file")
+        arch = st.selectbox(
+            "Architecture it was saved from", [*ARCHITECTURES, *TORCHVISION_ARCHITECTURES], key="ckpt_arch", **_KEEP
+        )
+        upload = st.file_uploader(
+            f"state_dict file (.pt/.pth, at most {MAX_UPLOAD_MB} MiB)",
+            type=["pt", "pth", "bin", "ckpt"],
+            key="ckpt_file",
+        )
         if st.button("Add checkpoint", key="ckpt_add", disabled=upload is None) and upload is not None:
             _add_checkpoint(upload, arch, seed)
         if "ws_upload_error" in st.session_state:
@@ -147,10 +162,17 @@ def _checkpoint_widgets(seed: int) -> list[ModelSpec]:
 def _model_widgets(seed: int) -> list[ModelSpec]:
     st.subheader("Models")
     zoo = {e.name: e for e in cached.zoo_entries()}
-    picked = st.multiselect("From the zoo (trained on digits)", list(zoo), default=[DEFAULT_ZOO_MODEL],
-                            format_func=lambda n: f"{n} ({zoo[n].test_accuracy:.1%})", key="zoo", **_SHARE)
-    tv = st.multiselect("Torchvision architectures (random init, seeded)", list(TORCHVISION_ARCHITECTURES),
-                        key="tv", **_SHARE)
+    picked = st.multiselect(
+        "From the zoo (trained on digits)",
+        list(zoo),
+        default=[DEFAULT_ZOO_MODEL],
+        format_func=lambda n: f"{n} ({zoo[n].test_accuracy:.1%})",
+        key="zoo",
+        **_SHARE,
+    )
+    tv = st.multiselect(
+        "Torchvision architectures (random init, seeded)", list(TORCHVISION_ARCHITECTURES), key="tv", **_SHARE
+    )
     specs = [ModelSpec("zoo", n) for n in picked] + [ModelSpec("torchvision", n, seed=seed) for n in tv]
     return specs + _checkpoint_widgets(seed)
 
@@ -196,11 +218,30 @@ def show() -> Workspace:
             models = _layer_widgets(specs, data)
         st.subheader("Graph parameters")
         c1, c2 = st.columns(2)
-        kq = c1.number_input("k (modularity)", 1, 1000, 3, key="k", **_SHARE,
-                             help="Neighbours per sample in the kNN graph used for modularity and the sample graph.")
-        km = c2.number_input("k (motifs)", 1, 1000, 5, key="km", **_SHARE,
-                             help="Neighbours per sample in the kNN graph whose triangles are counted.")
-        pool = st.checkbox("Average-pool conv maps", False, key="pool", **_SHARE,
-                           help="Global average pooling of each conv map before the analyses (the papers flatten).")
+        kq = c1.number_input(
+            "k (modularity)",
+            1,
+            1000,
+            3,
+            key="k",
+            **_SHARE,
+            help="Neighbours per sample in the kNN graph used for modularity and the sample graph.",
+        )
+        km = c2.number_input(
+            "k (motifs)",
+            1,
+            1000,
+            5,
+            key="km",
+            **_SHARE,
+            help="Neighbours per sample in the kNN graph whose triangles are counted.",
+        )
+        pool = st.checkbox(
+            "Average-pool conv maps",
+            False,
+            key="pool",
+            **_SHARE,
+            help="Global average pooling of each conv map before the analyses (the papers flatten).",
+        )
         fmt = st.radio("Chart image format (toolbar camera)", ["png", "svg"], horizontal=True, key="img", **_KEEP)
     return Workspace(data, tuple(models), int(kq), int(km), bool(pool), str(fmt))

@@ -7,19 +7,26 @@ from dashboard import cached, charts, errors, widgets, workspace
 st.set_page_config(page_title="Sample graph · GBS Explorer", page_icon=":material/hub:", layout="wide")
 ws = workspace.show()
 st.title("Sample graph")
-st.caption(f"Each sample is a node joined to its {ws.k_modularity} most cosine-similar samples in the chosen layer "
-           "(k for modularity in the sidebar); colours are the true classes. Classes that form separate clumps are "
-           "what a high modularity Q means. Hover a node for its index, true and predicted class.")
+st.caption(
+    f"Each sample is a node joined to its {ws.k_modularity} most cosine-similar samples in the chosen layer "
+    "(k for modularity in the sidebar); colours are the true classes. Classes that form separate clumps are "
+    "what a high modularity Q means. Hover a node for its index, true and predicted class."
+)
 
 with errors.guard("load the features"):
     fs_list = cached.feature_sets(ws)
     cached.check_layers(fs_list)
 
 a, b = st.columns([1, 2])
-compare = a.toggle("Two views side by side", key="sg_compare", persist_state="session",
-                   help="Compare two layers, or the same layer of two models.")
-method = b.radio("Scatter", ["umap", "pca"], format_func=str.upper, horizontal=True, key="sg_method",
-                 persist_state="session")
+compare = a.toggle(
+    "Two views side by side",
+    key="sg_compare",
+    persist_state="session",
+    help="Compare two layers, or the same layer of two models.",
+)
+method = b.radio(
+    "Scatter", ["umap", "pca"], format_func=str.upper, horizontal=True, key="sg_method", persist_state="session"
+)
 
 views = st.columns(2) if compare else [st.container()]
 for i, view in enumerate(views):
@@ -31,13 +38,27 @@ for i, view in enumerate(views):
             xy = cached.embedding(fs, layer, method=method, seed=ws.data.seed)
         st.markdown(f"**{fs.name} · {layer}** — modularity Q = {q:.3f}")
         if drawn < fs.n_samples:
-            st.info(f"Drawing {drawn} of {fs.n_samples} samples (stratified by class) to keep the graph readable; "
-                    f"the kNN graph and every metric use all {fs.n_samples}.", icon=":material/info:")
+            st.info(
+                f"Drawing {drawn} of {fs.n_samples} samples (stratified by class) to keep the graph readable; "
+                f"the kNN graph and every metric use all {fs.n_samples}.",
+                icon=":material/info:",
+            )
         graph_col, scatter_col = (st.container(), st.container()) if compare else st.columns(2)
         with graph_col:
             widgets.graph(page, name=f"{fs.name}_{layer}_knn{ws.k_modularity}", key=f"sg{i}")
         with scatter_col:
-            fig = charts.embedding_scatter(xy, fs.labels, fs.class_names, fs.predictions, method=method.upper(),
-                                           title=f"{method.upper()} of {layer}")
-            widgets.chart(fig, cached.embedding_table(fs, xy), name=f"{fs.name}_{layer}_{method}", key=f"sg{i}",
-                          image_format=ws.image_format)
+            fig = charts.embedding_scatter(
+                xy,
+                fs.labels,
+                fs.class_names,
+                fs.predictions,
+                method=method.upper(),
+                title=f"{method.upper()} of {layer}",
+            )
+            widgets.chart(
+                fig,
+                cached.embedding_table(fs, xy),
+                name=f"{fs.name}_{layer}_{method}",
+                key=f"sg{i}",
+                image_format=ws.image_format,
+            )

@@ -8,9 +8,11 @@ from dashboard import cached, charts, errors, widgets, workspace
 st.set_page_config(page_title="Motifs · GBS Explorer", page_icon=":material/change_history:", layout="wide")
 ws = workspace.show()
 st.title("Triangle motifs")
-st.caption(f"In each layer's kNN graph (k = {ws.k_motifs}, unweighted) every closed triangle of three samples is "
-           "counted once and typed by their classes: all three in one class, two sharing a class, or all different. "
-           "A layer that separates the classes has mostly same-class triangles.")
+st.caption(
+    f"In each layer's kNN graph (k = {ws.k_motifs}, unweighted) every closed triangle of three samples is "
+    "counted once and typed by their classes: all three in one class, two sharing a class, or all different. "
+    "A layer that separates the classes has mostly same-class triangles."
+)
 
 with errors.guard("count the motifs"):
     fs_list = cached.feature_sets(ws)
@@ -20,8 +22,13 @@ with errors.guard("count the motifs"):
 
 for col, fs, table in zip(st.columns(min(len(fs_list), 2)) * len(fs_list), fs_list, motif_tables, strict=False):
     with col:
-        widgets.chart(charts.motif_bars(table, title=f"{fs.name}: triangle types per layer"), table,
-                      name=f"motifs_{fs.name}_k{ws.k_motifs}", key=f"motifs_{fs.model_id}", image_format=ws.image_format)
+        widgets.chart(
+            charts.motif_bars(table, title=f"{fs.name}: triangle types per layer"),
+            table,
+            name=f"motifs_{fs.name}_k{ws.k_motifs}",
+            key=f"motifs_{fs.model_id}",
+            image_format=ws.image_format,
+        )
 
 normalized = len({len(t) for t in motif_tables}) > 1
 fig = charts.motif_vs_modularity(motif_tables, mod_tables, normalized=normalized)
