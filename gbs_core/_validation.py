@@ -31,7 +31,7 @@ def as_matrix(
     X: ArrayLike,
     name: str = "X",
     *,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | None = torch.float64,
     device: torch.device | None = None,
     min_samples: int = 1,
     why: str = "",
@@ -40,6 +40,7 @@ def as_matrix(
 
     Raises ``ValueError`` when ``X`` is not 2-D, has no features, fewer than ``min_samples`` rows, or a NaN/inf entry.
     ``why`` completes the message about too few samples (e.g. "debiased HSIC needs at least 4").
+    ``dtype=None`` keeps float32/float64 input as it is and converts anything else to float64.
     """
     if isinstance(X, torch.Tensor):
         t = X.detach()
@@ -63,6 +64,8 @@ def as_matrix(
     if n < min_samples:
         reason = why or f"at least {min_samples} are needed"
         raise ValueError(f"{name} has {n} samples; {reason}")
+    if dtype is None:
+        dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float64
     t = t.to(device=device if device is not None else t.device, dtype=dtype)
     if not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).sum())

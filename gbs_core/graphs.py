@@ -110,9 +110,13 @@ def dense_cosine_graph(X: ArrayLike, *, device: str | torch.device | None = None
 
 def _topk_stable(S: torch.Tensor, k: int) -> torch.Tensor:
     """Column indices of the k largest entries of each row; ties at the k-th value go to the lower column index."""
-    vals, idx = torch.topk(S, k, dim=1, largest=True, sorted=True)
-    kth = vals[:, -1:]
-    tied_rows = torch.nonzero((S >= kth).sum(dim=1) > k).flatten()
+    # The (k+1)-th largest equal to the k-th is the only way a tie can make the choice ambiguous.
+    vals, idx = torch.topk(S, min(k + 1, S.shape[1]), dim=1, largest=True, sorted=True)
+    if vals.shape[1] == k:
+        return idx
+    kth = vals[:, k - 1 : k]
+    tied_rows = torch.nonzero(vals[:, k] == vals[:, k - 1]).flatten()
+    idx = idx[:, :k]
     if tied_rows.numel() == 0:
         return idx
     # torch.topk's choice among equal values is unspecified; make it deterministic for the rows that need it.
@@ -187,30 +191,31 @@ def knn_graph(
         check_choice(search_dtype, "search_dtype", ("float32", "float64"))
     ]
     dev = resolve_device(device, X)
-    X64 = as_matrix(X, "X", device=dev, min_samples=2, why="a kNN graph needs at least 2")
-    n = X64.shape[0]
+    Xin = as_matrix(X, "X", dtype=None, device=dev, min_samples=2, why="a kNN graph needs at least 2")
+    n = Xin.shape[0]
     k = check_k(k, n)
     bs = _default_block(n, n) if block_size is None else check_positive_int(block_size, "block_size")
 
-    Xn64 = _normalize(X64)
-    del X64
-    Xs = Xn64 if dtype == torch.float64 else Xn64.to(dtype)
+    # Norms in float64 without a float64 copy of X; the search runs on one normalised copy in search_dtype.
+    norms = torch.linalg.vector_norm(Xin, dim=1, dtype=torch.float64).clamp_min(NORM_FLOOR)
+    Xs = Xin.to(dtype) / norms.to(dtype).unsqueeze(1)
     cols = torch.empty((n, k), dtype=torch.int64, device=dev)
     weights = torch.empty((n, k), dtype=torch.float64, device=dev)
-    gather_rows = max(1, _BLOCK_ELEMENTS // (4 * k * Xn64.shape[1]))
+    gather_rows = max(1, _BLOCK_ELEMENTS // (4 * k * Xin.shape[1]))
     for start in range(0, n, bs):
         stop = min(n, start + bs)
         S = Xs[start:stop] @ Xs.T
         r = torch.arange(stop - start, device=dev)
         S[r, r + start] = -torch.inf
-        idx = _topk_stable(S, k)
+        cols[start:stop] = _topk_stable(S, k)
         del S
-        cols[start:stop] = idx
-        # Exact float64 weights for the chosen pairs, in small chunks to bound the gathered copy.
+        # Exact float64 cosines of the chosen pairs, from the input values, in small chunks.
         for s2 in range(start, stop, gather_rows):
             e2 = min(stop, s2 + gather_rows)
-            nb = Xn64[cols[s2:e2]]  # (rows, k, D)
-            weights[s2:e2] = torch.einsum("rd,rkd->rk", Xn64[s2:e2], nb)
+            c = cols[s2:e2]
+            nb = Xin[c].to(torch.float64)  # (rows, k, D)
+            dots = torch.bmm(nb, Xin[s2:e2].to(torch.float64).unsqueeze(2)).squeeze(2)
+            weights[s2:e2] = dots / (norms[s2:e2].unsqueeze(1) * norms[c])
 
     rows = np.repeat(np.arange(n, dtype=np.int64), k)
     D = sp.csr_array(
