@@ -146,15 +146,26 @@ def _model_for(spec: ModelSpec, data: Dataset) -> LoadedModel:
     return load_model(spec, data.n_classes, c, h)
 
 
+def _geometry_source(source: str, path: str) -> Dataset:
+    """The data whose image shape and class count a model must fit: the workspace's, or the digits if it fails to load
+    (the pages then report the data error)."""
+    try:
+        return full_dataset(source, path)
+    except Exception:  # noqa: BLE001
+        return load_digits("test")
+
+
+def model_for_data(spec: ModelSpec, source: str, path: str) -> LoadedModel:
+    """Load ``spec`` shaped for the workspace's data (channels, image size, classes); raises when it does not fit."""
+    return _model_for(spec, _geometry_source(source, path))
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def layer_options(spec: ModelSpec, source: str, path: str) -> tuple[list[str], list[str]]:
     """All selectable layers of a model (depth order) and its default ones."""
-    try:
-        example = full_dataset(source, path).images[:2]
-    except Exception:  # noqa: BLE001 - layer names do not depend on the data; the pages report data errors
-        example = load_digits("test").images[:2]
-    loaded = _model_for(spec, Dataset(example, np.zeros(2, dtype=np.int64), ("0",), "example"))
-    return [info.name for info in list_layers(loaded.model, example)], loaded.default_layers()
+    data = _geometry_source(source, path)
+    loaded = _model_for(spec, data)
+    return [info.name for info in list_layers(loaded.model, data.images[:2])], loaded.default_layers()
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)

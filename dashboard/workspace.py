@@ -1,9 +1,10 @@
 """The workspace sidebar shared by every page: data, models, layers and graph parameters.
 
-``show()`` draws the sidebar and returns the current :class:`Workspace`. Every widget has a fixed key, keeps its value
-across page switches (``persist_state="session"``) and, except for uploaded checkpoints, is bound to a URL query
-parameter (``bind="query-params"``) so a selection can be shared as a link. Parameters equal to their defaults are left
-out of the URL.
+``show()`` draws the sidebar and returns the current :class:`Workspace`. Each page draws its own copy of the sidebar
+widgets, so their values live in one session-state store (``ws_store``) that every copy reads on creation and writes
+back on change: the selection survives page switches. The store is seeded from the URL's query parameters on a
+session's first run and written back to them on every run (values equal to their defaults are left out), so a
+selection can be shared as a link. Uploaded checkpoints stay in the session only.
 
 A checkpoint upload is validated before it joins the selection: when it does not load, the previous selection stays and
 the sidebar shows why (missing / unexpected keys).
@@ -42,8 +43,8 @@ PATH_HINTS = {
 DEFAULT_ZOO_MODEL = "resnet56"
 MAX_UPLOAD_MB = 100
 _CHECKPOINTS = "ws_checkpoints"  # session-only list of uploaded checkpoint specs (never in the URL)
-_KEEP = {"persist_state": "session"}
-_SHARE = {"persist_state": "session", "bind": "query-params"}
+_STORE = "ws_store"  # widget key -> value, shared by the sidebars of all pages
+_SHARED = "ws_shared"  # widget key -> default, for the keys that go into the URL
 
 
 @dataclass(frozen=True)
@@ -86,48 +87,97 @@ class Workspace:
         return [m.label for m in self.models]
 
 
+def _save(key: str) -> None:
+    st.session_state[_STORE][key] = st.session_state[key]
+
+
+def _from_url(key: str, default):
+    """The query parameter ``key`` parsed like ``default`` (int, bool, list or str); ``default`` when absent or bad."""
+    if key not in st.query_params:
+        return default
+    if isinstance(default, list):
+        return [v for v in st.query_params.get_all(key) if v != ""]
+    raw = st.query_params[key]
+    try:
+        if isinstance(default, bool):
+            return raw.lower() in ("1", "true", "yes")
+        if isinstance(default, int):
+            return int(raw)
+    except ValueError:
+        return default
+    return raw
+
+
+def _state(key: str, default, *, share: bool = True, options: list | None = None) -> dict:
+    """Widget keyword arguments that tie widget ``key`` to the store; its first value comes from the URL or default."""
+    store = st.session_state.setdefault(_STORE, {})
+    if key not in store:
+        store[key] = _from_url(key, default) if share else default
+    value = store[key]
+    if options is not None:  # a stale or hand-edited value must not break the widget
+        if isinstance(default, list):
+            value = [v for v in value if v in options]
+        elif value not in options:
+            value = default
+    st.session_state[key] = store[key] = value
+    if share:
+        st.session_state.setdefault(_SHARED, {})[key] = default
+    return {"key": key, "on_change": _save, "args": (key,)}
+
+
+def _write_url() -> None:
+    """Mirror the shared, non-default values of this run into the query parameters (only when they differ)."""
+    store, shared = st.session_state[_STORE], st.session_state.pop(_SHARED, {})
+    wanted: dict[str, list[str]] = {}
+    for key, default in shared.items():
+        value = store.get(key, default)
+        if value != default:
+            items = value if isinstance(value, list) else [value]
+            wanted[key] = [str(v).lower() if isinstance(v, bool) else str(v) for v in items]
+    current = {key: st.query_params.get_all(key) for key in st.query_params}
+    if current != wanted:
+        st.query_params.from_dict({k: v if len(v) != 1 else v[0] for k, v in wanted.items()})
+
+
 def _layers_key(spec: ModelSpec) -> str:
-    return (
-        f"layers_{spec.source}_{spec.name}"
-        if spec.source != "checkpoint"
-        else f"layers_ckpt_{hashlib.sha256((spec.checkpoint or '').encode()).hexdigest()[:8]}"
-    )
+    if spec.source == "checkpoint":
+        return f"layers_ckpt_{hashlib.sha256((spec.checkpoint or '').encode()).hexdigest()[:8]}"
+    return f"layers_{spec.source}_{spec.name}"
 
 
 def _data_widgets() -> DataChoice:
     st.subheader("Data")
-    source = st.selectbox("Source", list(DATA_SOURCES), format_func=DATA_SOURCES.get, key="data", **_SHARE)
+    sources = list(DATA_SOURCES)
+    source = st.selectbox("Source", sources, format_func=DATA_SOURCES.get, **_state("data", "digits", options=sources))
     path = ""
     if source != "digits":
-        path = st.text_input("Path on this machine", key="path", help=PATH_HINTS[source], **_SHARE).strip()
+        path = st.text_input("Path on this machine", help=PATH_HINTS[source], **_state("path", "")).strip()
     c1, c2 = st.columns(2)
     n = c1.number_input(
         "Samples N",
         1,
         MAX_SAMPLES,
-        500,
         step=50,
-        key="n",
-        **_SHARE,
+        **_state("n", 500),
         help="Stratified by class; the graphs and metrics use all N samples.",
     )
-    seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key="seed", **_SHARE, help="Seeds the subsample and the layouts.")
+    seed = c2.number_input("Seed", 0, 2**31 - 1, **_state("seed", 0), help="Seeds the subsample and the layouts.")
     return DataChoice(source, path, int(n), int(seed))
 
 
-def _add_checkpoint(upload, arch: str, seed: int) -> None:
+def _add_checkpoint(upload, arch: str, data: DataChoice) -> None:
     """Validate an uploaded state_dict and add it to the selection; on failure keep the selection and say why."""
-    data = upload.getvalue()
-    if len(data) > MAX_UPLOAD_MB * 2**20:
+    content = upload.getvalue()
+    if len(content) > MAX_UPLOAD_MB * 2**20:
         st.session_state["ws_upload_error"] = f"{upload.name} is larger than {MAX_UPLOAD_MB} MiB."
         return
     folder = Path(tempfile.gettempdir()) / "gbs-explorer-uploads"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}-{Path(upload.name).name}"
-    path.write_bytes(data)
-    spec = ModelSpec("checkpoint", arch, checkpoint=str(path), seed=seed)
+    path = folder / f"{hashlib.sha256(content).hexdigest()[:16]}-{Path(upload.name).name}"
+    path.write_bytes(content)
+    spec = ModelSpec("checkpoint", arch, checkpoint=str(path))
     try:
-        cached.load_model(spec)
+        cached.model_for_data(spec, data.source, data.path)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, none may replace the selection
         st.session_state["ws_upload_error"] = errors.describe(exc)
         return
@@ -137,10 +187,11 @@ def _add_checkpoint(upload, arch: str, seed: int) -> None:
     st.session_state.pop("ws_upload_error", None)
 
 
-def _checkpoint_widgets(seed: int) -> list[ModelSpec]:
+def _checkpoint_widgets(data: DataChoice) -> list[ModelSpec]:
     with st.expander("Your checkpoint (state_dict)"):
+        archs = [*ARCHITECTURES, *TORCHVISION_ARCHITECTURES]
         arch = st.selectbox(
-            "Architecture it was saved from", [*ARCHITECTURES, *TORCHVISION_ARCHITECTURES], key="ckpt_arch", **_KEEP
+            "Architecture it was saved from", archs, **_state("ckpt_arch", archs[0], share=False, options=archs)
         )
         upload = st.file_uploader(
             f"state_dict file (.pt/.pth, at most {MAX_UPLOAD_MB} MiB)",
@@ -148,7 +199,7 @@ def _checkpoint_widgets(seed: int) -> list[ModelSpec]:
             key="ckpt_file",
         )
         if st.button("Add checkpoint", key="ckpt_add", disabled=upload is None) and upload is not None:
-            _add_checkpoint(upload, arch, seed)
+            _add_checkpoint(upload, arch, data)
         if "ws_upload_error" in st.session_state:
             st.error(f"Checkpoint not added: {st.session_state['ws_upload_error']}")
         specs = st.session_state.setdefault(_CHECKPOINTS, [])
@@ -159,22 +210,19 @@ def _checkpoint_widgets(seed: int) -> list[ModelSpec]:
     return list(st.session_state.get(_CHECKPOINTS, []))
 
 
-def _model_widgets(seed: int) -> list[ModelSpec]:
+def _model_widgets(data: DataChoice) -> list[ModelSpec]:
     st.subheader("Models")
     zoo = {e.name: e for e in cached.zoo_entries()}
     picked = st.multiselect(
         "From the zoo (trained on digits)",
         list(zoo),
-        default=[DEFAULT_ZOO_MODEL],
         format_func=lambda n: f"{n} ({zoo[n].test_accuracy:.1%})",
-        key="zoo",
-        **_SHARE,
+        **_state("zoo", [DEFAULT_ZOO_MODEL], options=list(zoo)),
     )
-    tv = st.multiselect(
-        "Torchvision architectures (random init, seeded)", list(TORCHVISION_ARCHITECTURES), key="tv", **_SHARE
-    )
-    specs = [ModelSpec("zoo", n) for n in picked] + [ModelSpec("torchvision", n, seed=seed) for n in tv]
-    return specs + _checkpoint_widgets(seed)
+    archs = list(TORCHVISION_ARCHITECTURES)
+    tv = st.multiselect("Torchvision architectures (random init, seeded)", archs, **_state("tv", [], options=archs))
+    specs = [ModelSpec("zoo", n) for n in picked] + [ModelSpec("torchvision", n, seed=data.seed) for n in tv]
+    return specs + _checkpoint_widgets(data)
 
 
 def _layer_widgets(specs: list[ModelSpec], data: DataChoice) -> list[ModelChoice]:
@@ -186,8 +234,11 @@ def _layer_widgets(specs: list[ModelSpec], data: DataChoice) -> list[ModelChoice
             except Exception as exc:  # noqa: BLE001 - shown here; the pages report it again with the data
                 st.error(f"{spec.label}: {errors.describe(exc)}")
                 continue
-            extra = _KEEP if spec.source == "checkpoint" else _SHARE
-            layers = st.multiselect(f"{spec.label}", options, default=defaults, key=_layers_key(spec), **extra)
+            layers = st.multiselect(
+                spec.label,
+                options,
+                **_state(_layers_key(spec), list(defaults), options=options, share=spec.source != "checkpoint"),
+            )
             chosen = tuple(layers) if list(layers) != list(defaults) else None
             choices.append(ModelChoice(spec, spec.label, chosen))
     return choices
@@ -201,7 +252,7 @@ def _saved_layer_widgets(data: DataChoice) -> list[ModelChoice]:
     except Exception:  # noqa: BLE001 - the pages show the error with the data
         return [ModelChoice(None, Path(data.path).name)]
     with st.expander("Layers", expanded=False):
-        layers = st.multiselect(Path(data.path).name, options, default=options, key="layers_npz", **_SHARE)
+        layers = st.multiselect(Path(data.path).name, options, **_state("layers_npz", options, options=options))
     chosen = tuple(layers) if list(layers) != list(options) else None
     return [ModelChoice(None, Path(data.path).name, chosen)]
 
@@ -214,7 +265,7 @@ def show() -> Workspace:
             st.caption("Saved activations carry their own layers; no model is run.")
             models = _saved_layer_widgets(data)
         else:
-            specs = _model_widgets(data.seed)
+            specs = _model_widgets(data)
             models = _layer_widgets(specs, data)
         st.subheader("Graph parameters")
         c1, c2 = st.columns(2)
@@ -222,26 +273,26 @@ def show() -> Workspace:
             "k (modularity)",
             1,
             1000,
-            3,
-            key="k",
-            **_SHARE,
+            **_state("k", 3),
             help="Neighbours per sample in the kNN graph used for modularity and the sample graph.",
         )
         km = c2.number_input(
             "k (motifs)",
             1,
             1000,
-            5,
-            key="km",
-            **_SHARE,
+            **_state("km", 5),
             help="Neighbours per sample in the kNN graph whose triangles are counted.",
         )
         pool = st.checkbox(
             "Average-pool conv maps",
-            False,
-            key="pool",
-            **_SHARE,
+            **_state("pool", False),
             help="Global average pooling of each conv map before the analyses (the papers flatten).",
         )
-        fmt = st.radio("Chart image format (toolbar camera)", ["png", "svg"], horizontal=True, key="img", **_KEEP)
+        fmt = st.radio(
+            "Chart image format (toolbar camera)",
+            ["png", "svg"],
+            horizontal=True,
+            **_state("img", "png", share=False, options=["png", "svg"]),
+        )
+    _write_url()
     return Workspace(data, tuple(models), int(kq), int(km), bool(pool), str(fmt))
