@@ -1,0 +1,114 @@
+"""The pyvis graph page: self-contained, every data string escaped, the drawn subgraph exactly the induced one."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dashboard.graph_view import (  # noqa: E402
+    external_references,
+    graph_html,
+    stratified_nodes,
+    strip_external_resources,
+)
+
+
+def _path_graph(n: int) -> sp.csr_array:
+    """0 - 1 - 2 - ... - (n-1), symmetric, weight 0.5."""
+    rows = np.arange(n - 1)
+    A = sp.coo_array((np.full(n - 1, 0.5), (rows, rows + 1)), shape=(n, n))
+    return sp.csr_array(A + A.T)
+
+
+def _dataset(page: str, name: str) -> list[dict]:
+    match = re.search(rf"{name} = new vis\.DataSet\((\[.*?\])\);", page, re.S)
+    assert match, f"no {name} DataSet in the page"
+    return json.loads(match.group(1))
+
+
+def test_page_is_self_contained():
+    page = graph_html(_path_graph(4), np.array([0, 0, 1, 1]), ["a", "b"])
+    assert external_references(page) == []
+    assert "cdn.jsdelivr" not in page and "cdnjs" not in page
+    assert "vis.Network" in page  # vis-network is inlined, not linked
+
+
+def test_strip_removes_cdn_tags_and_keeps_local_ones():
+    page = (
+        '<link href="https://cdn.example/b.css" rel="stylesheet" />\n'
+        '<script\n  src="//cdn.example/b.js"\n  crossorigin="anonymous"\n></script>'
+        '<script src="local.js"></script><style>x{}</style>'
+    )
+    stripped = strip_external_resources(page)
+    assert external_references(stripped) == []
+    assert stripped.endswith('<script src="local.js"></script><style>x{}</style>')
+    assert len(external_references(page)) == 2
+
+
+def test_every_data_string_is_escaped():
+    evil = '<img src=x onerror="alert(1)">'
+    page = graph_html(
+        _path_graph(3),
+        np.array([0, 1, 1]),
+        [evil, "</script><b>"],
+        predictions=np.array([1, 1, 0]),
+        title=f"model {evil} layer </script>",
+    )
+    assert evil not in page and "</script><b>" not in page
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page  # legend and heading show it as text
+    nodes = _dataset(page, "nodes")
+    assert (
+        nodes[0]["title"] == "sample 0 · true: &lt;img src=x onerror=&quot;alert(1)&quot;&gt; · predicted: "
+        "&lt;/script&gt;&lt;b&gt;"
+    )
+
+
+def test_nodes_edges_and_hover_of_the_induced_subgraph():
+    A = _path_graph(6)
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    predictions = np.array([0, 1, 1, 1, 2, 0])
+    page = graph_html(A, labels, ["zero", "one", "two"], nodes=np.array([1, 2, 3, 5]), predictions=predictions)
+    nodes = {n["id"]: n for n in _dataset(page, "nodes")}
+    edges = {(e["from"], e["to"]) for e in _dataset(page, "edges")}
+    assert set(nodes) == {1, 2, 3, 5}
+    assert edges == {(1, 2), (2, 3)}  # 3-4 and 4-5 leave the drawn set; each undirected edge once
+    assert nodes[1]["title"] == "sample 1 · true: zero · predicted: one"
+    assert nodes[1]["borderWidth"] == 3 and nodes[2]["borderWidth"] == 1  # misclassified samples stand out
+    assert nodes[2]["color"]["background"] == nodes[3]["color"]["background"] != nodes[1]["color"]["background"]
+    assert "4 samples, 2 edges" in page
+
+
+def test_without_predictions_the_hover_has_no_predicted_class():
+    page = graph_html(_path_graph(2), np.array([0, 1]), ["a", "b"])
+    assert [n["title"] for n in _dataset(page, "nodes")] == ["sample 0 · true: a", "sample 1 · true: b"]
+
+
+def test_stratified_nodes_keep_class_proportions():
+    labels = np.repeat([0, 1, 2], [600, 300, 100])
+    picked = stratified_nodes(labels, 100, seed=0)
+    assert len(picked) == 100 and len(np.unique(picked)) == 100
+    assert np.bincount(labels[picked]).tolist() == [60, 30, 10]
+    assert np.all(np.diff(picked) > 0)
+    np.testing.assert_array_equal(picked, stratified_nodes(labels, 100, seed=0))
+    assert not np.array_equal(picked, stratified_nodes(labels, 100, seed=1))
+
+
+def test_stratified_nodes_return_everything_under_the_cap():
+    np.testing.assert_array_equal(stratified_nodes(np.array([1, 0, 1]), 1000), [0, 1, 2])
+
+
+@pytest.mark.parametrize("n_classes", [3, 10, 37])
+def test_every_class_gets_its_own_colour_in_the_legend(n_classes):
+    labels = np.arange(n_classes)
+    page = graph_html(sp.csr_array((n_classes, n_classes)), labels, [f"c{i}" for i in range(n_classes)])
+    legend_colours = re.findall(r'class="gbs-dot" style="background:(#[0-9A-Fa-f]{6})"', page)
+    assert len(legend_colours) == n_classes
+    assert len(set(legend_colours)) == min(n_classes, 10 if n_classes <= 10 else 50)
