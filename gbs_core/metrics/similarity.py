@@ -253,8 +253,14 @@ def _spec(metric: str) -> _Metric:
 
 
 def _load(
-    features: Mapping[str, ArrayLike], which: str, dev, n: int | None, min_samples: int
-) -> tuple[list[str], list[torch.Tensor]]:
+    features: Mapping[str, ArrayLike],
+    which: str,
+    dev,
+    n: int | None,
+    min_samples: int,
+    prepare: Callable[[torch.Tensor], Any] = lambda x: x,
+) -> tuple[list[str], list[Any], int]:
+    """Validate each layer and prepare it right away, so only one raw float64 layer is alive at a time."""
     names = check_layers(features, which)
     out = []
     for name in names:
@@ -268,8 +274,9 @@ def _load(
         if n is not None and X.shape[0] != n:
             raise ValueError(f"{which}[{name!r}] has {X.shape[0]} samples; the other layers have {n}")
         n = X.shape[0]
-        out.append(X)
-    return names, out
+        out.append(prepare(X))
+        del X
+    return names, out, n
 
 
 def similarity_matrix(
@@ -326,8 +333,8 @@ def similarity_matrix(
         else None
     )
     if callable(metric):
-        names_a, xa = _load(features_a, "features_a", dev, None, 1)
-        xb = xa if features_b is None else _load(features_b, "features_b", dev, xa[0].shape[0], 1)[1]
+        _, xa, n_a = _load(features_a, "features_a", dev, None, 1)
+        xb = xa if features_b is None else _load(features_b, "features_b", dev, n_a, 1)[1]
         return np.array([[float(metric(x, y, **metric_kwargs)) for y in xb] for x in xa], dtype=np.float64)
 
     spec = _spec(metric)
@@ -349,15 +356,10 @@ def similarity_matrix(
     if kw.get("method") == "gram" and metric == "gbs_dense":
         kw["method"] = "blocks"
 
-    names_a, xa = _load(features_a, "features_a", dev, None, spec.min_samples)
-    n_a = xa[0].shape[0]
-    pa = [spec.prepare(x, kw) for x in xa]
-    del xa
+    _, pa, n_a = _load(features_a, "features_a", dev, None, spec.min_samples, lambda x: spec.prepare(x, kw))
     pb = None
     if features_b is not None:
-        _, xb = _load(features_b, "features_b", dev, n_a, spec.min_samples)
-        pb = [spec.prepare(x, kw) for x in xb]
-        del xb
+        _, pb, _ = _load(features_b, "features_b", dev, n_a, spec.min_samples, lambda x: spec.prepare(x, kw))
     if spec.matrix is not None:
         return np.asarray(spec.matrix(pa, pb, kw), dtype=np.float64)
 
