@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard import cached, errors, workspace
 
-st.set_page_config(page_title="GBS Explorer", page_icon=":material/hub:", layout="wide")
+st.set_page_config(page_title="GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
 ws = workspace.show()
 
 st.title("GBS Explorer")

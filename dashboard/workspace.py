@@ -25,7 +25,7 @@ from gbs_core.pipeline import ModelSpec
 from gbs_core.zoo import TORCHVISION_ARCHITECTURES
 from gbs_core.zoo.registry import ARCHITECTURES
 
-__all__ = ["DataChoice", "ModelChoice", "Workspace", "show", "DEFAULT_ZOO_MODEL", "MAX_UPLOAD_MB"]
+__all__ = ["DataChoice", "ModelChoice", "Workspace", "show", "DEFAULT_ZOO_MODEL", "MAX_UPLOAD_MB", "FAVICON"]
 
 DATA_SOURCES = {
     "digits": "Digits (bundled, held-out split)",
@@ -41,6 +41,7 @@ PATH_HINTS = {
     "npz": "Path of an .npz written by gbs_core.activations.save_activations",
 }
 DEFAULT_ZOO_MODEL = "resnet56"
+FAVICON = str(Path(__file__).resolve().parents[1] / "assets" / "ui" / "favicon.png")  # local: no icon CDN
 MAX_UPLOAD_MB = 100
 _CHECKPOINTS = "ws_checkpoints"  # session-only list of uploaded checkpoint specs (never in the URL)
 _STORE = "ws_store"  # widget key -> value, shared by the sidebars of all pages

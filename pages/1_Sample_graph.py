@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard import cached, charts, errors, widgets, workspace
 
-st.set_page_config(page_title="Sample graph · GBS Explorer", page_icon=":material/hub:", layout="wide")
+st.set_page_config(page_title="Sample graph · GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
 ws = workspace.show()
 st.title("Sample graph")
 st.caption(

@@ -5,7 +5,7 @@ import streamlit as st
 
 from dashboard import cached, charts, errors, widgets, workspace
 
-st.set_page_config(page_title="Modularity · GBS Explorer", page_icon=":material/show_chart:", layout="wide")
+st.set_page_config(page_title="Modularity · GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
 ws = workspace.show()
 st.title("Modularity over depth")
 st.caption(

@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard import cached, charts, errors, widgets, workspace
 
-st.set_page_config(page_title="Similarity · GBS Explorer", page_icon=":material/grid_on:", layout="wide")
+st.set_page_config(page_title="Similarity · GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
 ws = workspace.show()
 st.title("Layer similarity")
 st.caption(

@@ -5,7 +5,7 @@ import streamlit as st
 
 from dashboard import cached, charts, errors, widgets, workspace
 
-st.set_page_config(page_title="Motifs · GBS Explorer", page_icon=":material/change_history:", layout="wide")
+st.set_page_config(page_title="Motifs · GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
 ws = workspace.show()
 st.title("Triangle motifs")
 st.caption(

@@ -1,0 +1,203 @@
+"""The dashboard in a real browser: ``streamlit run`` on a free loopback port, driven by Debian's Chromium.
+
+For every page: wait until the script has finished, check that the plotly charts hold traces and that the graph
+iframe drew its canvas, that no error or exception box is shown, and that no request left 127.0.0.1; save a
+screenshot to ``artifacts/screenshots/``. Requires ``/usr/bin/chromium`` (``scripts/setup.sh dev`` installs it;
+never ``playwright install``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import closing
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+# (url path, screenshot name, plotly charts expected, graph iframes expected) for the default workspace
+PAGES = [
+    ("", "home", 0, 0),
+    ("Sample_graph", "sample_graph", 1, 1),
+    ("Modularity", "modularity", 1, 0),
+    ("Similarity", "similarity", 2, 0),
+    ("Motifs", "motifs", 2, 0),
+]
+LOCAL_SCHEMES = {"data", "blob", "about"}
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"streamlit did not answer {url}/_stcore/health within {timeout} s")
+
+
+def start_server(port: int, cache_dir: str, log) -> subprocess.Popen:
+    """``streamlit run app.py`` on 127.0.0.1:``port`` with its own disk cache folder."""
+    env = {**os.environ, "GBS_CACHE_DIR": cache_dir}
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh dev (apt-get install chromium)")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
+    with open(log_path, "w") as log:
+        proc = start_server(port, tempfile.mkdtemp(prefix="gbs-browser-cache-"), log)
+        try:
+            wait_healthy(url, proc)
+            yield url
+        finally:
+            stop_server(proc)
+    print(log_path.read_text()[-3000:])
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def wait_rendered(page, charts: int, iframes: int, timeout_ms: int = 240_000) -> None:
+    """Until the script has run to the end, nothing is spinning, and the expected charts and graphs are drawn."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
+    page.wait_for_function(
+        """([charts, iframes]) => {
+            const app = document.querySelector('[data-testid="stApp"]');
+            if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+            if (document.querySelector('[data-testid="stSpinner"], [data-testid="stProgress"]')) return false;
+            if (!document.querySelector('h1')) return false;
+            const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
+            if (plots.length < charts || plots.some(p => !(p._fullData && p._fullData.length))) return false;
+            return document.querySelectorAll('iframe').length >= iframes;
+        }""",
+        arg=[charts, iframes],
+        timeout=timeout_ms,
+        polling=250,
+    )
+
+
+def graph_canvas_drawn(page) -> bool:
+    """Whether every graph iframe holds a vis-network canvas with coloured (non-white) pixels."""
+    for frame in page.frames[1:]:
+        frame.wait_for_selector("#mynetwork canvas", timeout=60_000)
+        frame.wait_for_function(
+            """() => {
+                const c = document.querySelector('#mynetwork canvas');
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                let coloured = 0;
+                for (let i = 0; i < d.length; i += 16) if (d[i + 3] > 0 && (d[i] < 200 || d[i + 1] < 200)) coloured++;
+                return coloured > 200;
+            }""",
+            timeout=60_000,
+            polling=250,
+        )
+    return len(page.frames) > 1
+
+
+def test_every_page_renders_offline_without_errors(server, browser):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1500, "height": 2000})
+    off_machine: list[str] = []
+
+    def guard(route):
+        url = route.request.url
+        parsed = urlparse(url)
+        if parsed.scheme in LOCAL_SCHEMES or parsed.hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            off_machine.append(url)
+            route.abort()
+
+    context.route("**/*", guard)
+    page = context.new_page()
+    page_errors: list[str] = []
+    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+    try:
+        for path, name, charts, iframes in PAGES:
+            page.goto(f"{server}/{path}", wait_until="domcontentloaded")
+            wait_rendered(page, charts, iframes)
+            if iframes:
+                assert graph_canvas_drawn(page), f"{name}: the graph iframe drew nothing"
+            heights = page.eval_on_selector_all(
+                ".js-plotly-plot", "ps => ps.map(p => p.getBoundingClientRect().height)"
+            )
+            assert len(heights) == charts and all(h > 100 for h in heights), (name, heights)
+            page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+            assert page.locator('[data-testid="stException"]').count() == 0, f"{name}: exception box"
+            assert page.locator('[data-testid="stAlertContentError"]').count() == 0, f"{name}: error box"
+            if name == "home":
+                assert page.locator('[data-testid="stMetric"]').count() == 4
+        assert off_machine == [], f"requests left the machine: {off_machine[:5]}"
+        assert page_errors == [], page_errors
+    finally:
+        context.close()
