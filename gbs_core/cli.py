@@ -1,0 +1,393 @@
+"""``python -m gbs_core``: the analyses, pruning, the sanity check and the zoo from the command line.
+
+Every command writes CSV and JSON into ``--out`` (created if missing) and, with ``--html``, plotly figures as
+self-contained HTML files (PNG export needs kaleido, which is not installed). Results go through the same disk cache
+as the dashboard (``--cache-dir``, default ``$GBS_CACHE_DIR`` or ``~/.cache/gbs-explorer``), so what a batch job
+computed opens instantly in the dashboard, and a repeated command does not recompute.
+
+MODEL is a zoo name (``resnet56``, ``tiny10-s3``; see ``python -m gbs_core zoo list``), ``torchvision:NAME[:SEED]``
+(randomly initialised), or ``checkpoint:ARCH:PATH`` (a state_dict file for a zoo or torchvision architecture).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+__all__ = ["main", "parse_model_spec"]
+
+
+def parse_model_spec(text: str):
+    """A :class:`~gbs_core.pipeline.ModelSpec` from ``NAME``, ``torchvision:NAME[:SEED]`` or ``checkpoint:ARCH:PATH``."""
+    from gbs_core.pipeline import ModelSpec
+
+    kind, _, rest = text.partition(":")
+    if not rest:
+        return ModelSpec("zoo", text)
+    if kind == "torchvision":
+        name, _, seed = rest.partition(":")
+        if seed and not seed.isdigit():
+            raise click.BadParameter(f"seed {seed!r} in {text!r} is not a non-negative integer")
+        return ModelSpec("torchvision", name, seed=int(seed or 0))
+    if kind == "checkpoint":
+        arch, _, path = rest.partition(":")
+        if not path:
+            raise click.BadParameter(f"{text!r}: write checkpoint:ARCH:PATH")
+        return ModelSpec("checkpoint", arch, checkpoint=path)
+    raise click.BadParameter(f"{text!r}: use a zoo name, torchvision:NAME[:SEED] or checkpoint:ARCH:PATH")
+
+
+def _load(text: str):
+    from gbs_core.pipeline import load_model
+
+    spec = parse_model_spec(text)
+    try:
+        return load_model(spec)
+    except (KeyError, ValueError) as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from exc
+
+
+def _csv_list(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _say(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _written(path: Path) -> Path:
+    _say(f"wrote {path}")
+    return path
+
+
+def _write_json(path: Path, obj) -> Path:
+    path.write_text(json.dumps(obj, indent=2, default=float) + "\n")
+    return _written(path)
+
+
+def _write_csv(path: Path, df) -> Path:
+    df.to_csv(path, index=False)
+    return _written(path)
+
+
+def _write_html(path: Path, fig) -> Path:
+    fig.write_html(path, include_plotlyjs=True, full_html=True)  # self-contained: opens offline
+    return _written(path)
+
+
+def _cache(ctx: click.Context):
+    from gbs_core.cache import DiskCache
+
+    return None if ctx.obj["no_cache"] else DiskCache(ctx.obj["cache_dir"])
+
+
+def _digits(split: str, n: int | None, seed: int):
+    from gbs_core.data import load_digits
+
+    data = load_digits(split)
+    return data.subsample(n, seed=seed) if n is not None and n < len(data) else data
+
+
+def _fraction_printer(label: str):
+    last = [-1.0]
+
+    def report(done: int, total: int, message: str = "") -> None:
+        frac = done / total if total else 1.0
+        if frac - last[0] >= 0.1 or done == total or message:
+            last[0] = frac
+            _say(f"  {label} {100 * frac:5.1f}%  {message}")
+
+    return report
+
+
+@click.group(help=__doc__)
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Disk cache folder (default: $GBS_CACHE_DIR or ~/.cache/gbs-explorer).")
+@click.option("--no-cache", is_flag=True, help="Compute everything afresh and store nothing.")
+@click.pass_context
+def main(ctx: click.Context, cache_dir: Path | None, no_cache: bool) -> None:
+    ctx.ensure_object(dict)
+    ctx.obj.update(cache_dir=cache_dir, no_cache=no_cache)
+
+
+out_option = click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+                          help="Folder for the result files (created if missing).")
+html_option = click.option("--html", is_flag=True, help="Also write plotly figures as self-contained HTML files.")
+
+
+@main.command()
+@click.argument("model")
+@out_option
+def layers(model: str, out: Path) -> None:
+    """List MODEL's layers: name, type, output shape, features, default or not, removable by pruning (layers.csv)."""
+    from gbs_core.activations import list_layers
+    from gbs_core.data import load_digits
+    from gbs_core.pruning import removable_units
+
+    loaded = _load(model)
+    out.mkdir(parents=True, exist_ok=True)
+    example = load_digits("test").images[:2]
+    infos = list_layers(loaded.model, example)
+    default = loaded.default_layers()
+    units = {u.name: u for u in removable_units(loaded.model, default, tuple(example.shape[1:]))}
+    import pandas as pd
+
+    df = pd.DataFrame([{
+        "layer": i.name, "type": i.type, "output_shape": "x".join(map(str, i.output_shape)), "n_features": i.n_features,
+        "default": i.name in default, "removable": units[i.name].removable if i.name in units else None,
+        "reason_not_removable": units[i.name].reason if i.name in units else "",
+    } for i in infos])
+    _write_csv(out / "layers.csv", df)
+    click.echo(f"{loaded.label}: {len(df)} layers, {len(default)} analysed by default "
+               f"({sum(u.removable for u in units.values())} removable)")
+
+
+@main.command()
+@click.argument("model")
+@out_option
+@click.option("--n-samples", type=int, default=500, show_default=True, help="Held-out digits analysed (max 540).")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the stratified subsample.")
+@click.option("--layers", "layer_list", default=None, help="Comma-separated layer names (default: the model's).")
+@click.option("--pool", is_flag=True, help="Average-pool conv maps over space before the analyses.")
+@click.option("--k", type=int, default=3, show_default=True, help="Neighbours of the modularity kNN graph.")
+@click.option("--n-batches", type=int, default=1, show_default=True, help="Disjoint batches for the modularity curve.")
+@click.option("--threshold", type=float, default=0.03, show_default=True, help="dQ threshold for prunable layers.")
+@click.option("--motif-k", type=int, default=5, show_default=True, help="Neighbours of the motif kNN graph.")
+@click.option("--metrics", default="linear_cka,gbs_dense", show_default=True,
+              help="Comma-separated similarity metrics for layer x layer matrices (see SIMILARITY_METRICS).")
+@html_option
+@click.pass_context
+def analyze(ctx, model, out, n_samples, split, seed, layer_list, pool, k, n_batches, threshold, motif_k, metrics, html):
+    """Compute what the dashboard shows for MODEL: modularity curve and prunable layers, layer x layer similarity
+    matrices (CKA, GBS, ...), triangle motif profile. Writes modularity.csv, prunable.json, similarity_<metric>.csv,
+    motifs.csv, summary.json (and modularity.html, similarity_<metric>.html, motifs.html with --html)."""
+    from gbs_core.analysis import feature_set, layer_similarity, modularity_by_layer, modularity_table, motifs_by_layer
+    from gbs_core.metrics import SIMILARITY_METRICS
+
+    metric_list = _csv_list(metrics) or []
+    bad = [m for m in metric_list if m not in SIMILARITY_METRICS]
+    if bad:
+        raise click.BadParameter(f"unknown metric(s) {bad}; choose from {', '.join(SIMILARITY_METRICS)}",
+                                 param_hint="--metrics")
+    t0 = time.perf_counter()
+    loaded = _load(model)
+    cache = _cache(ctx)
+    data = _digits(split, n_samples, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    _say(f"{loaded.label}: features of {len(data)} digits ({split} split)")
+    try:
+        fs = feature_set(loaded, data, _csv_list(layer_list), pool=pool, cache=cache)
+        curve = modularity_by_layer(fs, k=k, n_batches=n_batches, seed=seed, cache=cache,
+                                    progress=_fraction_printer("modularity"))
+        table = modularity_table(curve, threshold=threshold)
+        motifs = motifs_by_layer(fs, k=motif_k, cache=cache, progress=_fraction_printer("motifs"))
+        matrices = {m: layer_similarity(fs, metric=m, cache=cache, progress=_fraction_printer(m)) for m in metric_list}
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    import pandas as pd
+
+    _write_csv(out / "modularity.csv", table)
+    flagged = table[table["prunable"]]
+    _write_json(out / "prunable.json", {"threshold": threshold, "layers": [
+        {"position": int(r.depth), "layer": r.layer, "q": float(r.q), "dq": float(r.dq), "kind": r.kind}
+        for r in flagged.itertuples()]})
+    for m, M in matrices.items():
+        _write_csv(out / f"similarity_{m}.csv", pd.DataFrame(M, index=fs.layers, columns=fs.layers).reset_index(
+            names="layer"))
+    _write_csv(out / "motifs.csv", motifs)
+    summary = {"model": loaded.label, "model_id": loaded.model_id, "test_accuracy": loaded.test_accuracy,
+               "n_params": loaded.n_params, "data": data.dataset_id, "n_samples": len(data), "split": split,
+               "pool": pool, "layers": fs.layers, "k": k, "n_batches": n_batches, "threshold": threshold,
+               "motif_k": motif_k, "metrics": metric_list, "prunable_layers": list(flagged["layer"]),
+               "seconds": round(time.perf_counter() - t0, 2)}
+    _write_json(out / "summary.json", summary)
+    if html:
+        from gbs_core import figures
+
+        _write_html(out / "modularity.html", figures.modularity_figure(table, title=f"Modularity: {loaded.label}"))
+        for m, M in matrices.items():
+            _write_html(out / f"similarity_{m}.html", figures.heatmap_figure(M, fs.layers, fs.layers, title=m))
+        _write_html(out / "motifs.html", figures.motif_figure(motifs, title=f"Triangle motifs: {loaded.label}"))
+    click.echo(f"{loaded.label}: {len(fs.layers)} layers; prunable (dQ < {threshold}): "
+               f"{', '.join(flagged['layer']) or 'none'}")
+
+
+def _threshold(value: str) -> float | str:
+    if value == "median":
+        return value
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is neither a number nor 'median'", param_hint="--threshold") from exc
+
+
+@main.command()
+@click.argument("model")
+@out_option
+@click.option("--threshold", default="0.03", show_default=True,
+              help="dQ threshold, or 'median' (the median dQ of the curve: flags about half the layers).")
+@click.option("--epochs", type=int, default=10, show_default=True, help="Fine-tuning epochs (0: no fine-tuning).")
+@click.option("--lr", type=float, default=0.01, show_default=True, help="Fine-tuning learning rate (cosine schedule).")
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--finetune-seed", type=int, default=0, show_default=True)
+@click.option("--control-seeds", default="0,1,2", show_default=True,
+              help="Comma-separated seeds, one control model each; '' for none.")
+@click.option("--curve-samples", type=int, default=500, show_default=True,
+              help="Samples of the modularity curve that selects the layers.")
+@click.option("--curve-split", type=click.Choice(["train", "test"]), default="train", show_default=True,
+              help="Split the curve is computed on (train keeps the test split for accuracy only).")
+@click.option("--k", type=int, default=3, show_default=True)
+@click.option("--n-batches", type=int, default=1, show_default=True)
+@click.option("--train-samples", type=int, default=None, help="Fine-tune on a stratified subsample (default: all).")
+@html_option
+@click.pass_context
+def prune(ctx, model, out, threshold, epochs, lr, batch_size, finetune_seed, control_seeds, curve_samples, curve_split,
+          k, n_batches, train_samples, html):
+    """Modularity-guided pruning of MODEL: remove the flagged removable units, fine-tune, evaluate, and compare with
+    controls that remove as many unflagged units. Writes pruning.csv (one row per model), units.csv (every unit: Q,
+    dQ, flagged, removable, reason), pruning.json (everything, with the fine-tuning history) (and pruning.html)."""
+    from gbs_core.pruning import pruning_curve, run_pruning
+    from gbs_core.zoo.train import TrainConfig
+
+    thr = _threshold(threshold)
+    seeds = [int(s) for s in _csv_list(control_seeds) or []]
+    loaded = _load(model)
+    cache = _cache(ctx)
+    curve_data = _digits(curve_split, curve_samples, 0)
+    train, test = _digits("train", train_samples, 0), _digits("test", None, 0)
+    out.mkdir(parents=True, exist_ok=True)
+    _say(f"{loaded.label}: modularity curve on {len(curve_data)} {curve_split} digits (k={k})")
+    try:
+        curve = pruning_curve(loaded, curve_data, k=k, n_batches=n_batches, cache=cache)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=finetune_seed)
+
+    def report(p) -> None:
+        _say(f"  [{100 * p.fraction:5.1f}%] {p.message}")
+
+    result = run_pruning(loaded.model, curve, train, test, threshold=thr, finetune=cfg, control_seeds=seeds,
+                         model_id=loaded.model_id, model_label=loaded.label, cache=cache, progress=report,
+                         extra_settings={"curve_split": curve_split, "curve_samples": len(curve_data), "k": k,
+                                         "n_batches": n_batches, "curve_data": curve_data.dataset_id})
+    _write_csv(out / "pruning.csv", result.table())
+    _write_csv(out / "units.csv", result.units_table())
+    _write_json(out / "pruning.json", result.to_dict())
+    if html:
+        from gbs_core import figures
+
+        _write_html(out / "pruning.html", figures.pruning_figure(result.table(), title=f"Pruning: {loaded.label}"))
+    plan = result.plan
+    click.echo(f"{loaded.label}: threshold {plan.threshold:.4g}; flagged {len(plan.flagged)} units, removable "
+               f"{len(plan.to_remove)}; control pool {len(plan.control_pool)}")
+    for u in plan.not_removable_flagged:
+        click.echo(f"  flagged but kept: {u.name} ({u.reason})")
+    click.echo(result.table().drop(columns=["removed"]).to_string(index=False))
+
+
+@main.command("sanity-check")
+@out_option
+@click.option("--models", default=None, help="Comma-separated zoo models of one architecture (default: tiny10-s*).")
+@click.option("--n-samples", type=int, default=500, show_default=True, help="Held-out digits (max 540).")
+@click.option("--pool", is_flag=True, help="Average-pool conv maps over space.")
+@click.option("--layers", "layer_list", default=None, help="Comma-separated layers (default: the conv blocks).")
+@click.option("--metrics", default=None, help="Comma-separated indices (default: all 12; see gbs_core.sanity).")
+@click.option("--heatmap", default="0,1", show_default=True, help="Pair of model positions for the heatmap files.")
+@html_option
+@click.pass_context
+def sanity_check(ctx, out, models, n_samples, pool, layer_list, metrics, heatmap, html):
+    """Layer-identification sanity check: for every ordered pair of seeds and every layer, does the index pick the
+    same layer of the other network? Writes sanity.csv (our accuracy beside the CKA paper's), sanity_per_layer.csv,
+    sanity_pairs.csv, heatmap_<index>.csv for the chosen pair, sanity.json (and heatmap_<index>.html)."""
+    from gbs_core.sanity import run_zoo_sanity_check
+
+    try:
+        a, b = (int(x) for x in heatmap.split(","))
+    except ValueError as exc:
+        raise click.BadParameter(f"{heatmap!r}: write two model positions, e.g. 0,1", param_hint="--heatmap") from exc
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        result = run_zoo_sanity_check(_csv_list(models), n_samples=n_samples, pool=pool, layers=_csv_list(layer_list),
+                                      metrics=_csv_list(metrics), cache=_cache(ctx),
+                                      progress=_fraction_printer("sanity check"))
+    except (KeyError, ValueError) as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from exc
+    if not (0 <= a < len(result.models) and 0 <= b < len(result.models) and a != b):
+        raise click.BadParameter(f"positions must differ and lie in 0..{len(result.models) - 1}", param_hint="--heatmap")
+    import pandas as pd
+
+    _write_csv(out / "sanity.csv", result.table())
+    _write_csv(out / "sanity_per_layer.csv", result.per_layer_table().reset_index(names="index"))
+    _write_csv(out / "sanity_pairs.csv", result.pairs_table())
+    for key in result.accuracy:
+        S, pred, ok = result.pair_heatmap(key, a, b)
+        df = pd.DataFrame(S, index=result.layers, columns=result.layers).reset_index(names="layer")
+        df["argmax"] = [result.layers[p] for p in pred]
+        df["correct"] = ok
+        _write_csv(out / f"heatmap_{key}.csv", df)
+        if html:
+            from gbs_core import figures
+
+            _write_html(out / f"heatmap_{key}.html", figures.identification_heatmap(
+                S, result.layers, pred, title=f"{key}: {result.models[a]} (rows) vs {result.models[b]} (columns)"))
+    _write_json(out / "sanity.json", result.to_dict())
+    click.echo(result.table()[["index", "ours_pct", "paper_pct"]].to_string(index=False))
+
+
+@main.group()
+def zoo() -> None:
+    """The bundled model zoo: list it, or train models into it."""
+
+
+@zoo.command("list")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write zoo.csv into this folder.")
+def zoo_list(out: Path | None) -> None:
+    """Print the bundled models with their recorded test accuracy and size."""
+    from dataclasses import asdict
+
+    import pandas as pd
+
+    from gbs_core.zoo.registry import list_zoo
+
+    entries = list_zoo()
+    for e in entries:
+        click.echo(f"{e.name:12s} {e.arch:9s} seed {e.seed}  acc {e.test_accuracy:.4f}  params {e.n_params:,}")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        rows = [{k: v for k, v in asdict(e).items() if k not in ("extra", "input_shape")} for e in entries]
+        _write_csv(out / "zoo.csv", pd.DataFrame(rows))
+
+
+@zoo.command("train")
+@click.option("--arch", "archs", multiple=True, help="Architecture(s) to train (repeatable; default: all).")
+@click.option("--seeds", default=None, help="Comma-separated seeds (default: 0-9 for tiny10, 0 for the others).")
+@click.option("--epochs", type=int, default=None, help="Override the per-architecture epoch count.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for weights and manifest.json (default: the bundled zoo).")
+def zoo_train(archs, seeds, epochs, out) -> None:
+    """Train zoo models on the digits and record them (accuracy, size, sha256) in the folder's manifest."""
+    from gbs_core.zoo.registry import ARCHITECTURES, zoo_dir
+    from gbs_core.zoo.train import DEFAULT_EPOCHS, DEFAULT_LR, train_zoo_model
+
+    unknown = [a for a in archs if a not in ARCHITECTURES]
+    if unknown:
+        raise click.BadParameter(f"unknown architecture(s) {unknown}; choose from {', '.join(ARCHITECTURES)}",
+                                 param_hint="--arch")
+    folder = out or zoo_dir()
+    seed_list = [int(s) for s in _csv_list(seeds)] if seeds else None
+    for arch in archs or list(ARCHITECTURES):
+        for seed in seed_list if seed_list is not None else (list(range(10)) if arch == "tiny10" else [0]):
+            name = f"{arch}-s{seed}" if arch == "tiny10" else arch
+            entry = train_zoo_model(arch, seed, epochs=epochs or DEFAULT_EPOCHS[arch], out=folder,
+                                    lr=DEFAULT_LR.get(arch, 0.05), name=name, progress=_say)
+            click.echo(f"{entry.name}: test accuracy {entry.test_accuracy:.4f}, {entry.n_params:,} parameters")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Every ``python -m gbs_core`` subcommand runs (click's CliRunner) and writes the files it promises."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from gbs_core.cli import main, parse_model_spec
+
+
+@pytest.fixture()
+def run(tmp_path):
+    runner = CliRunner()
+
+    def _run(*args: str, ok: bool = True):
+        result = runner.invoke(main, ["--cache-dir", str(tmp_path / "cache"), *args], catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return _run
+
+
+def test_help_for_every_subcommand(run):
+    for cmd in (["layers"], ["analyze"], ["prune"], ["sanity-check"], ["zoo"], ["zoo", "list"], ["zoo", "train"]):
+        out = run(*cmd, "--help").output
+        assert "Usage:" in out and len(out.splitlines()) > 4, cmd
+
+
+def test_parse_model_spec():
+    assert parse_model_spec("resnet56").source == "zoo"
+    tv = parse_model_spec("torchvision:resnet18:3")
+    assert (tv.source, tv.name, tv.seed) == ("torchvision", "resnet18", 3)
+    ck = parse_model_spec("checkpoint:tiny10:/tmp/w.pt")
+    assert (ck.source, ck.name, ck.checkpoint) == ("checkpoint", "tiny10", "/tmp/w.pt")
+
+
+def test_layers_writes_csv(run, tmp_path):
+    res = run("layers", "tiny10-s0", "--out", str(tmp_path / "o"))
+    df = pd.read_csv(tmp_path / "o" / "layers.csv")
+    default = df[df["default"]]
+    assert list(default["layer"]) == [f"features.{i}" for i in range(8)]
+    assert list(default["removable"]) == [False, True, False, True, True, False, False, True]
+    assert "4 removable" in res.output
+
+
+def test_unknown_model_is_a_clean_error(run, tmp_path):
+    res = run("layers", "no-such-model", "--out", str(tmp_path / "o"), ok=False)
+    assert res.exit_code != 0 and "no zoo model named 'no-such-model'" in res.output
+
+
+def test_analyze_writes_every_file(run, tmp_path):
+    out = tmp_path / "a"
+    run("analyze", "tiny10-s0", "--out", str(out), "--n-samples", "60", "--metrics", "linear_cka,gbs_dense",
+        "--threshold", "0.03", "--html")
+    for name in ["modularity.csv", "prunable.json", "similarity_linear_cka.csv", "similarity_gbs_dense.csv",
+                 "motifs.csv", "summary.json", "modularity.html", "similarity_linear_cka.html", "motifs.html"]:
+        assert (out / name).is_file(), name
+    mod = pd.read_csv(out / "modularity.csv")
+    assert list(mod["layer"]) == [f"features.{i}" for i in range(8)] and mod["q"].between(-0.5, 1).all()
+    prunable = json.loads((out / "prunable.json").read_text())
+    assert [p["layer"] for p in prunable["layers"]] == list(mod.loc[mod["prunable"], "layer"])
+    cka = pd.read_csv(out / "similarity_linear_cka.csv", index_col=0)
+    assert cka.shape == (8, 8)
+    assert all(abs(cka.iloc[i, i] - 1) < 1e-6 for i in range(8))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_samples"] == 60 and summary["metrics"] == ["linear_cka", "gbs_dense"]
+    assert "plotly" in (out / "modularity.html").read_text()[:100000].lower()
+
+
+def test_analyze_rejects_unknown_metric(run, tmp_path):
+    res = run("analyze", "tiny10-s0", "--out", str(tmp_path / "a"), "--metrics", "cosine", ok=False)
+    assert res.exit_code == 2 and "unknown metric" in res.output
+
+
+def test_prune_writes_every_file(run, tmp_path):
+    out = tmp_path / "p"
+    res = run("prune", "tiny10-s0", "--out", str(out), "--epochs", "1", "--train-samples", "100",
+              "--curve-samples", "60", "--threshold", "median", "--control-seeds", "0,1", "--html")
+    for name in ["pruning.csv", "units.csv", "pruning.json", "pruning.html"]:
+        assert (out / name).is_file(), name
+    table = pd.read_csv(out / "pruning.csv")
+    assert table["variant"].iloc[0] == "original"
+    units = pd.read_csv(out / "units.csv")
+    assert len(units) == 8
+    removed = set(units.loc[units["removed_in_pruned_model"], "layer"])
+    assert removed <= set(units.loc[units["flagged"] & units["removable"], "layer"])
+    full = json.loads((out / "pruning.json").read_text())
+    assert full["settings"]["finetune"]["epochs"] == 1 and full["settings"]["threshold_rule"] == "median"
+    if full["flagged"] is not None:
+        assert list(table["variant"]) == ["original", "flagged", "control", "control"]
+        assert "flagged" in res.output
+    assert "epoch 1/1" in res.output
+
+
+def test_prune_rejects_bad_threshold(run, tmp_path):
+    res = run("prune", "tiny10-s0", "--out", str(tmp_path / "p"), "--threshold", "lots", ok=False)
+    assert res.exit_code == 2 and "neither a number nor 'median'" in res.output
+
+
+def test_sanity_check_writes_every_file(run, tmp_path):
+    out = tmp_path / "s"
+    res = run("sanity-check", "--out", str(out), "--models", "tiny10-s0,tiny10-s1", "--n-samples", "60", "--pool",
+              "--metrics", "linear_cka,pwcca", "--heatmap", "1,0", "--html")
+    for name in ["sanity.csv", "sanity_per_layer.csv", "sanity_pairs.csv", "heatmap_linear_cka.csv",
+                 "heatmap_pwcca.csv", "sanity.json", "heatmap_linear_cka.html", "heatmap_pwcca.html"]:
+        assert (out / name).is_file(), name
+    table = pd.read_csv(out / "sanity.csv")
+    assert list(table["key"]) == ["linear_cka", "pwcca"] and table["ours_pct"].between(0, 100).all()
+    assert table.loc[0, "paper_pct"] == 99.3
+    heat = pd.read_csv(out / "heatmap_linear_cka.csv")
+    assert len(heat) == 8 and set(heat.columns) >= {"layer", "argmax", "correct"}
+    full = json.loads((out / "sanity.json").read_text())
+    assert full["settings"]["pool"] is True and full["settings"]["n_samples"] == 60
+    assert "CKA (linear)" in res.output
+
+
+def test_zoo_list_and_train(run, tmp_path):
+    res = run("zoo", "list", "--out", str(tmp_path / "z"))
+    zoo = pd.read_csv(tmp_path / "z" / "zoo.csv")
+    assert "resnet56" in set(zoo["name"]) and "tiny10-s9" in set(zoo["name"]) and "resnet56" in res.output
+    run("zoo", "train", "--arch", "tiny10", "--seeds", "7", "--epochs", "1", "--out", str(tmp_path / "t"))
+    manifest = json.loads((tmp_path / "t" / "manifest.json").read_text())
+    assert list(manifest["models"]) == ["tiny10-s7"] and (tmp_path / "t" / "tiny10-s7.pt").is_file()
+    assert manifest["models"]["tiny10-s7"]["epochs"] == 1
