@@ -38,12 +38,17 @@ from tests.test_browser import (  # noqa: E402 - the browser test's server and w
 
 
 def walk_all_pages(browser, url: str) -> float:
-    """Open every page in one session; seconds until the last is rendered."""
+    """Open the home page, then every page through the sidebar links (one session, as a user would); seconds until
+    the last page is rendered."""
     context = browser.new_context(viewport={"width": 1500, "height": 2000})
     page = context.new_page()
     t0 = time.perf_counter()
+    page.goto(url, wait_until="domcontentloaded")
     for path, _, charts, iframes in PAGES:
-        page.goto(f"{url}/{path}", wait_until="domcontentloaded")
+        if path:
+            page.locator(f'[data-testid="stSidebarNav"] a[href$="/{path}"]').click()
+            page.wait_for_url(f"**/{path}*")
+            page.wait_for_timeout(200)  # let the new script run start before waiting for it to finish
         wait_rendered(page, charts, iframes)
         if iframes:
             graph_canvas_drawn(page)
@@ -83,9 +88,9 @@ def slider_times(browser, cache_dir: str, repeats: int) -> list[float]:
             page = context.new_page()
             page.goto(f"{url}/Sample_graph", wait_until="domcontentloaded")
             wait_rendered(page, 1, 1)
-            thumb = page.locator('[data-testid="stSlider"] [role="slider"]').first
+            thumb = page.locator('[data-testid="stSlider"] [data-testid="stSliderThumbValue"]').first.locator("..")
             for key in ("Home", "End"):  # draw both ends once (computes the first layer's graph and UMAP)
-                thumb.focus()
+                thumb.click()
                 page.keyboard.press(key)
                 page.wait_for_timeout(300)
                 wait_rendered(page, 1, 1)
@@ -93,7 +98,7 @@ def slider_times(browser, cache_dir: str, repeats: int) -> list[float]:
             times = []
             for i in range(repeats):
                 key, layer = ("Home", "stem") if i % 2 == 0 else ("End", "layer3.8")
-                thumb.focus()
+                thumb.click()
                 t0 = time.perf_counter()
                 page.keyboard.press(key)
                 page.wait_for_function(
@@ -130,17 +135,21 @@ def main() -> None:
     cache_dir = tempfile.mkdtemp(prefix="gbs-bench-dashboard-")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        chromium = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True).stdout.strip()
+        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {chromium}", flush=True)
         up_cold, walk_cold = run_server_walk(browser, cache_dir)
+        print(
+            f"cold disk cache: server up {up_cold:.1f} s + all 5 pages {walk_cold:.1f} s = {up_cold + walk_cold:.1f} s",
+            flush=True,
+        )
         up_warm, walk_warm = run_server_walk(browser, cache_dir)
+        print(
+            f"warm disk cache (restart): server up {up_warm:.1f} s + all 5 pages {walk_warm:.1f} s = "
+            f"{up_warm + walk_warm:.1f} s",
+            flush=True,
+        )
         slider = slider_times(browser, cache_dir, args.repeats)
         browser.close()
-    chromium = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True).stdout.strip()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {chromium}")
-    print(f"cold disk cache: server up {up_cold:.1f} s + all 5 pages {walk_cold:.1f} s = {up_cold + walk_cold:.1f} s")
-    print(
-        f"warm disk cache (restart): server up {up_warm:.1f} s + all 5 pages {walk_warm:.1f} s = "
-        f"{up_warm + walk_warm:.1f} s"
-    )
     print(
         f"layer slider to an already drawn layer: median {statistics.median(slider):.2f} s, "
         f"max {max(slider):.2f} s over {len(slider)} moves ({', '.join(f'{t:.2f}' for t in slider)})"
