@@ -418,13 +418,15 @@ def _variant_key(model_id: str, removed: Sequence[str], train: Dataset, test: Da
 
 def _run_variant(model: nn.Module, model_id: str, kind: str, seed: int | None, removed: list[str], train: Dataset,
                  test: Dataset, cfg: TrainConfig, cache: DiskCache | None, report: Callable[[EpochLog | None], None],
-                 device) -> PrunedVariant:
+                 device, require_cached: bool = False) -> PrunedVariant:
     key = _variant_key(model_id, removed, train, test, cfg)
     if cache is not None:
         hit = cache.get(key)
         if hit is not None:
             report(None)
             return PrunedVariant(**hit[1]["variant"])
+    if require_cached:
+        raise LookupError(f"the {kind} variant (removing {len(removed)} units) is not in the cache")
     pruned = remove_units(model, removed)
     input_shape = train.input_shape
     n_params, flops = count_parameters(pruned), count_flops(pruned, input_shape)
@@ -452,6 +454,7 @@ def run_pruning(
     device: str | torch.device = "cpu",
     progress: Callable[[PruneProgress], None] | None = None,
     extra_settings: Mapping | None = None,
+    require_cached: bool = False,
 ) -> PruningResult:
     """Prune the flagged removable units of ``model``, fine-tune, evaluate, and run the control.
 
@@ -476,6 +479,9 @@ def run_pruning(
         Stores each pruned variant; a repeated run reads them back instead of retraining.
     progress : callable, optional
         Called with a :class:`PruneProgress` after each fine-tuning epoch and each finished variant.
+    require_cached : bool, default False
+        Only read results: raise ``LookupError`` when a variant is not in the cache (a page uses this to show a
+        finished run without starting a new one).
 
     Returns
     -------
@@ -512,7 +518,8 @@ def run_pruning(
             if progress is not None:
                 progress(PruneProgress(_label, done, total, msg, log))
 
-        v = _run_variant(model, model_id, kind, seed, removed, train, test, finetune, cache, report, device)
+        v = _run_variant(model, model_id, kind, seed, removed, train, test, finetune, cache, report, device,
+                         require_cached)
         done = start + max(finetune.epochs, 1)
         if progress is not None:
             progress(PruneProgress(label, done, total, f"{label}: removed {len(removed)} units, test accuracy "

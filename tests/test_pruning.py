@@ -204,8 +204,12 @@ def test_pruning_run_on_a_tiny_model_reports_every_field_and_is_cached(tmp_path,
         raise AssertionError("fit called although the result was cached")
 
     monkeypatch.setattr(pruning, "fit", no_training)
-    again = run_pruning(model, q, train, test, finetune=cfg, control_seeds=[0, 1], model_label="toy", cache=cache)
+    again = run_pruning(model, q, train, test, finetune=cfg, control_seeds=[0, 1], model_label="toy", cache=cache,
+                        require_cached=True)
     assert again.to_dict() == res.to_dict()
+    with pytest.raises(LookupError, match="not in the cache"):
+        run_pruning(model, q, train, test, finetune=cfg, control_seeds=[5], cache=DiskCache(tmp_path / "empty"),
+                    require_cached=True)
 
 
 def test_pruning_run_with_nothing_removable_flagged():

@@ -1,0 +1,81 @@
+"""Pruning: remove the layers the modularity rule flags, fine-tune, and compare with pruning unflagged layers."""
+
+import streamlit as st
+
+from dashboard import errors, experiments, widgets, workspace
+from gbs_core import figures
+
+st.set_page_config(page_title="Pruning · GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
+ws = workspace.show()
+st.title("Modularity-guided pruning")
+st.caption(
+    "Layers whose modularity gain dQ is below the threshold are flagged (Modularity page). A flagged unit is removed "
+    "when the network still fits without it (a residual block with an identity shortcut, a conv or linear block of "
+    "equal width); the others are listed with the reason. The pruned model is fine-tuned on the digits' training "
+    "split and tested on the held-out split. **Control:** as many removable units that were *not* flagged, drawn "
+    "at random per seed and fine-tuned identically. The modularity curve is computed on training images."
+)
+models = [m for m in ws.models if m.spec is not None]
+if not models:
+    st.warning("Pick a model in the sidebar (saved activations cannot be pruned).")
+    st.stop()
+label = st.selectbox("Model", [m.label for m in models], key="prune_model")
+spec = next(m.spec for m in models if m.label == label)
+
+c1, c2, c3, c4 = st.columns(4)
+rule = c1.selectbox("Threshold", ["0.03 (paper)", "median dQ", "custom"], key="prune_rule",
+                    help="On the digits Q is high from the first layer, so 0.03 flags nearly every layer; the "
+                    "median of dQ flags about half, leaving unflagged layers for the control.")
+threshold = {"0.03 (paper)": 0.03, "median dQ": "median"}.get(rule)
+if threshold is None:
+    threshold = c1.number_input("dQ threshold", 0.0, 0.5, 0.01, 0.001, format="%.3f", key="prune_thr")
+epochs = c2.number_input("Fine-tuning epochs", 0, 100, 10, key="prune_epochs")
+lr = c2.number_input("Learning rate", 0.0001, 1.0, 0.01, format="%.4f", key="prune_lr")
+n_controls = c3.number_input("Control seeds", 0, 10, 3, key="prune_controls")
+train_n = c3.number_input("Training images (max 1257)", 50, 1257, 1257, key="prune_train_n")
+curve_n = c4.number_input("Images for the curve", 50, 1257, 500, key="prune_curve_n")
+
+params = dict(threshold=threshold, epochs=int(epochs), lr=float(lr), control_seeds=tuple(range(int(n_controls))),
+              curve_samples=int(curve_n), train_samples=None if train_n >= 1257 else int(train_n), k=ws.k_modularity)
+with errors.guard("prune the model"):
+    result = experiments.pruning(spec, **params, run=False)
+    if result is None:
+        st.info("This run is not in the cache yet. Fine-tuning takes a while (ResNet-56: about 2 s per epoch per "
+                "model on 2 CPU cores).", icon=":material/schedule:")
+        if not st.button("Run pruning", key="prune_run", type="primary"):
+            st.stop()
+        result = experiments.pruning(spec, **params, run=True)
+res = experiments.as_pruning(result)
+
+plan = res.plan
+st.subheader("What the rule flags")
+a, b, c = st.columns(3)
+a.metric(f"Flagged (dQ < {plan.threshold:.4g})", len(plan.flagged))
+b.metric("Removed in the pruned model", len(plan.to_remove))
+c.metric("Unflagged removable (control pool)", len(plan.control_pool))
+units = res.units_table()
+st.dataframe(units, hide_index=True, key="prune_units")
+if plan.not_removable_flagged:
+    st.caption("Flagged but kept: " + "; ".join(f"**{u.name}**: {u.reason}" for u in plan.not_removable_flagged))
+widgets.csv_download(units, name="pruning_units", key="prune_units_csv", label="Download units (CSV)")
+
+st.subheader("Accuracy and size")
+table = res.table()
+if res.flagged is None:
+    st.warning("No flagged unit can be removed: nothing to prune at this threshold.")
+widgets.chart(figures.pruning_figure(table, title=f"Pruning: {res.model_label}"), table, name="pruning",
+              key="prune", image_format=ws.image_format)
+st.dataframe(table, hide_index=True, key="prune_table", column_config={
+    "params_reduction_pct": st.column_config.NumberColumn("params −%", format="%.1f"),
+    "flops_reduction_pct": st.column_config.NumberColumn("FLOPs −%", format="%.1f"),
+    "accuracy_before_finetune": st.column_config.NumberColumn("acc. before", format="%.4f"),
+    "accuracy_after_finetune": st.column_config.NumberColumn("acc. after", format="%.4f"),
+})
+summary = res.control_summary()
+if summary and "flagged" in summary:
+    st.markdown(
+        f"**Flagged vs control** after fine-tuning: flagged {summary['flagged']:.2%}; controls "
+        f"{summary['control_mean']:.2%} ± {summary['control_std']:.2%} (min {summary['control_min']:.2%}, "
+        f"max {summary['control_max']:.2%}, {summary['n_controls']} seeds); difference "
+        f"{100 * summary['flagged_minus_control_mean']:+.2f} points."
+    )

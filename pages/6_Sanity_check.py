@@ -1,0 +1,55 @@
+"""Sanity check: can each similarity index find the same layer in a network trained from another seed?"""
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import errors, experiments, widgets, workspace
+from gbs_core import figures
+from gbs_core.sanity import SANITY_METRICS, zoo_seed_models
+
+st.set_page_config(page_title="Sanity check · GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
+ws = workspace.show()
+st.title("Layer-identification sanity check")
+st.caption(
+    "For every ordered pair of the zoo's Tiny-10 networks (same architecture, different seeds) and every layer of "
+    "the first, an index passes when the most similar layer of the second is the same layer. Accuracy is the mean "
+    "over layers and pairs (chance ≈ 1/8); the CKA paper's Table 2 numbers (CIFAR-10, N = 10,000) are shown beside "
+    "ours (digits, held-out images). Uses the sidebar's pooling setting; the models and N are chosen here."
+)
+seeds = zoo_seed_models("tiny10")
+labels = {m.key: m.label for m in SANITY_METRICS}
+c1, c2 = st.columns([2, 1])
+models = c1.multiselect("Networks", seeds, default=seeds[:4], key="sanity_models")
+n = c2.number_input("Samples N (held-out digits, max 540)", 20, 540, 200, 10, key="sanity_n")
+metrics = st.multiselect("Indices", list(labels), default=["linear_cka", "rbf_cka_0.4", "gbs_dense", "gbs_knn"],
+                         format_func=labels.get, key="sanity_metrics",
+                         help="The CCA family costs most (an SVD per layer, one per pair of layers).")
+if len(models) < 2 or not metrics:
+    st.warning("Pick at least two networks and one index.")
+    st.stop()
+
+with errors.guard("run the sanity check"):
+    res = experiments.as_sanity(experiments.sanity(tuple(models), n_samples=int(n), pool=ws.pool,
+                                                   metrics=tuple(metrics)))
+table = res.table()
+widgets.chart(figures.sanity_bar_figure(table), table, name="sanity_check", key="sanity", image_format=ws.image_format)
+st.dataframe(table[["index", "ours_pct", "paper_pct", "ordered_pairs", "layers"]], hide_index=True, key="sanity_table",
+             column_config={"ours_pct": st.column_config.NumberColumn("ours (%)", format="%.1f"),
+                            "paper_pct": st.column_config.TextColumn("CKA paper (%)")})
+st.caption(f"{len(res.models)} networks, {table['ordered_pairs'].iloc[0]} ordered pairs, N = {res.settings['n_samples']}, "
+           f"pooling {'on' if res.settings['pool'] else 'off'}.")
+
+st.subheader("Where an index fails")
+d1, d2, d3 = st.columns(3)
+key = d1.selectbox("Index", list(res.accuracy), format_func=labels.get, key="sanity_heat_metric")
+a = d2.selectbox("Network a (rows)", res.models, index=0, key="sanity_a")
+b = d3.selectbox("Network b (columns)", [m for m in res.models if m != a], index=0, key="sanity_b")
+S, pred, ok = res.pair_heatmap(key, res.models.index(a), res.models.index(b))
+st.plotly_chart(figures.identification_heatmap(S, res.layers, pred, title=f"{labels[key]}: {a} vs {b}"),
+                key="sanity_heatmap")
+st.caption(f"× marks each row's most similar layer: green when it is the same layer, red otherwise "
+           f"({int(ok.sum())} of {len(ok)} correct).")
+per_layer = res.per_layer_table().round(1)
+st.dataframe(per_layer, key="sanity_per_layer")
+widgets.csv_download(pd.DataFrame(S, index=res.layers, columns=res.layers).reset_index(names="layer"),
+                     name=f"sanity_{key}_{a}_{b}", key="sanity_heat_csv", label="Download this heatmap (CSV)")

@@ -1,0 +1,111 @@
+"""AppTest for the Pruning and Sanity check pages: what they show, on small settings so the runs stay short."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+TIMEOUT = 300
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _disk_cache(tmp_path_factory):
+    old = os.environ.get("GBS_CACHE_DIR")
+    os.environ["GBS_CACHE_DIR"] = str(tmp_path_factory.mktemp("gbs_cache_pages56"))
+    yield
+    if old is None:
+        os.environ.pop("GBS_CACHE_DIR", None)
+    else:
+        os.environ["GBS_CACHE_DIR"] = old
+
+
+def open_page(page: str, **query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page(page)
+    at.run()
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def _by_key(elements, key):
+    return next(e for e in elements if e.key == key)
+
+
+def test_pruning_page_runs_shows_results_and_reads_them_back():
+    at = open_page("pages/5_Pruning.py", zoo="tiny10-s0")
+    assert_clean(at)
+    _by_key(at.selectbox, "prune_rule").set_value("median dQ")
+    _by_key(at.number_input, "prune_epochs").set_value(1)
+    _by_key(at.number_input, "prune_controls").set_value(1)
+    _by_key(at.number_input, "prune_train_n").set_value(100)
+    _by_key(at.number_input, "prune_curve_n").set_value(60)
+    at.run()
+    assert_clean(at)
+    assert any("not in the cache" in i.value for i in at.info)
+    _by_key(at.button, "prune_run").click()
+    at.run()
+    assert_clean(at)
+    units = at.dataframe[0].value
+    assert list(units["layer"]) == [f"features.{i}" for i in range(8)]
+    # Tiny-10's stride-2 and valid-padding convs can never be removed, and the table says why
+    assert not units.set_index("layer").loc[["features.0", "features.2", "features.5", "features.6"], "removable"].any()
+    table = at.dataframe[1].value
+    assert list(table["variant"]) == ["original", "flagged", "control"]
+    assert (table["n_params"].iloc[1:] < table["n_params"].iloc[0]).all()
+    assert any("Flagged vs control" in m.value for m in at.markdown)
+    assert at.metric[1].value == str(int(table["n_removed"].iloc[1]))  # "Removed in the pruned model"
+
+    # a fresh session with the same settings reads the finished run from the disk cache: no button needed
+    again = open_page("pages/5_Pruning.py", zoo="tiny10-s0")
+    _by_key(again.selectbox, "prune_rule").set_value("median dQ")
+    _by_key(again.number_input, "prune_epochs").set_value(1)
+    _by_key(again.number_input, "prune_controls").set_value(1)
+    _by_key(again.number_input, "prune_train_n").set_value(100)
+    _by_key(again.number_input, "prune_curve_n").set_value(60)
+    again.run()
+    assert_clean(again)
+    assert not any("not in the cache" in i.value for i in again.info)
+    assert list(again.dataframe[1].value["variant"]) == ["original", "flagged", "control"]
+
+
+def test_sanity_page_shows_table_and_heatmap():
+    at = open_page("pages/6_Sanity_check.py")
+    _by_key(at.multiselect, "sanity_models").set_value(["tiny10-s0", "tiny10-s1", "tiny10-s2"])
+    _by_key(at.number_input, "sanity_n").set_value(60)
+    _by_key(at.multiselect, "sanity_metrics").set_value(["linear_cka", "gbs_dense"])
+    at.run()
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert list(table["index"]) == ["CKA (linear)", "GBS (dense graphs)"]
+    assert list(table["paper_pct"]) == ["99.3", ""] and table["ours_pct"].between(0, 100).all()
+    assert (table["ordered_pairs"] == 6).all()
+    assert any("correct" in c.value for c in at.caption)
+    per_layer = at.dataframe[1].value
+    assert per_layer.shape == (2, 8)
+    _by_key(at.selectbox, "sanity_heat_metric").set_value("gbs_dense")
+    at.run()
+    assert_clean(at)
+    assert any("GBS (dense graphs)" in c.value or "of 8 correct" in c.value for c in at.caption)
+
+
+def test_sanity_page_needs_two_networks():
+    at = open_page("pages/6_Sanity_check.py")
+    _by_key(at.multiselect, "sanity_models").set_value(["tiny10-s0"])
+    at.run()
+    assert_clean(at)
+    assert any("at least two networks" in w.value for w in at.warning)
