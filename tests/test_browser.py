@@ -161,6 +161,15 @@ def graph_canvas_drawn(page) -> bool:
             timeout=60_000,
             polling=250,
         )
+        # pyvis overlays a progress bar while the layout settles; wait until it is gone (for a clean screenshot)
+        frame.wait_for_function(
+            """() => {
+                const bar = document.getElementById('loadingBar');
+                return !bar || getComputedStyle(bar).display === 'none' || getComputedStyle(bar).opacity === '0';
+            }""",
+            timeout=60_000,
+            polling=250,
+        )
     return len(page.frames) > 1
 
 
