@@ -424,7 +424,8 @@ def _run_variant(model: nn.Module, model_id: str, kind: str, seed: int | None, r
         hit = cache.get(key)
         if hit is not None:
             report(None)
-            return PrunedVariant(**hit[1]["variant"])
+            # the stored record may come from another control seed that drew the same units
+            return PrunedVariant(**{**hit[1]["variant"], "kind": kind, "seed": seed})
     if require_cached:
         raise LookupError(f"the {kind} variant (removing {len(removed)} units) is not in the cache")
     pruned = remove_units(model, removed)
@@ -473,6 +474,8 @@ def run_pruning(
         Fine-tuning settings, the same for the flagged and the control models. ``epochs=0`` skips fine-tuning.
     control_seeds : sequence of int
         One control model per seed, each removing as many randomly drawn unflagged removable units. Empty: no control.
+        When the pool of unflagged removable units is no larger than the count, every seed draws the whole pool and
+        a single control model is trained (``controls`` then has one entry).
     model_id : str, optional
         Weights fingerprint for the cache key (``gbs_core.pipeline.model_fingerprint``); computed when omitted.
     cache : DiskCache, optional
@@ -498,7 +501,17 @@ def run_pruning(
     if plan.to_remove:
         jobs.append(("flagged", None, list(plan.to_remove)))
         jobs += [("control", int(s), choose_control_units(plan, int(s))) for s in control_seeds]
-        jobs = [j for j in jobs if j[2]]  # a control with an empty pool has nothing to remove
+        # a control with an empty pool has nothing to remove; seeds that draw the same units (a pool no larger than
+        # the count) would repeat one model, so each distinct set of units is trained once
+        seen: set[tuple[str, ...]] = set()
+        unique = []
+        for job in jobs:
+            units_key = tuple(sorted(job[2]))
+            if job[2] and (job[0] == "flagged" or units_key not in seen):
+                unique.append(job)
+                if job[0] == "control":
+                    seen.add(units_key)
+        jobs = unique
     total = max(finetune.epochs, 1) * len(jobs)
     done = 0
     variants: list[PrunedVariant] = []
