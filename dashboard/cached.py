@@ -293,9 +293,18 @@ def knn_graph(fs, layer: str, *, k: int) -> sp.csr_array:
     return _knn_graph(fs, fs_key(fs), layer, int(k))
 
 
+def _graph_layout(fs, layer: str, k: int, nodes: np.ndarray, seed: int) -> np.ndarray:
+    """:func:`graph_view.force_layout` of the drawn subgraph, through the disk cache (it costs about a second)."""
+    key = fs.key("graph_layout", layer=layer, k=int(k), nodes=nodes.tolist(), seed=int(seed), method="forceatlas2")
+    arrays, _ = disk_cache().get_or_compute(
+        key, lambda: {"xy": graph_view.force_layout(knn_graph(fs, layer, k=k), nodes, seed=seed)}
+    )
+    return arrays["xy"]
+
+
 @st.cache_data(show_spinner=False, max_entries=128)
 def _graph_html(_fs, key: FsKey, layer: str, k: int, max_nodes: int, seed: int) -> tuple[str, int]:
-    with _progress(f"Drawing the kNN graph of {layer}") as bar:
+    with _progress(f"Laying out the kNN graph of {layer}") as bar:
         nodes = graph_view.stratified_nodes(_fs.labels, max_nodes, seed=seed)
         html = graph_view.graph_html(
             knn_graph(_fs, layer, k=k),
@@ -303,6 +312,7 @@ def _graph_html(_fs, key: FsKey, layer: str, k: int, max_nodes: int, seed: int) 
             _fs.class_names,
             nodes=nodes,
             predictions=_fs.predictions,
+            positions=_graph_layout(_fs, layer, k, nodes, seed),
             title=f"{_fs.name}: {layer} (k = {k})",
             seed=seed,
         )
@@ -311,7 +321,8 @@ def _graph_html(_fs, key: FsKey, layer: str, k: int, max_nodes: int, seed: int) 
 
 
 def graph_html(fs, layer: str, *, k: int, max_nodes: int = graph_view.MAX_NODES, seed: int = 0) -> tuple[str, int]:
-    """Self-contained HTML of one layer's kNN graph and the number of nodes drawn (at most ``max_nodes``)."""
+    """Self-contained HTML of one layer's kNN graph, laid out (seeded), and the number of nodes drawn (at most
+    ``max_nodes``)."""
     return _graph_html(fs, fs_key(fs), layer, int(k), int(max_nodes), int(seed))
 
 

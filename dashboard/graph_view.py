@@ -1,5 +1,11 @@
 """Self-contained HTML of a sample graph, drawn with pyvis (vis-network inlined, no request off the machine).
 
+The layout can be computed here (:func:`force_layout`, ForceAtlas2 on the drawn subgraph) and passed in as node
+positions: the browser then draws at once with physics off, instead of running a force simulation on every redraw.
+Inside the dashboard the iframe loads vis-network from the app's own static folder (:func:`link_vis_network`), so a
+redraw sends about 150 KB instead of 850 KB and the browser reuses the script it has cached; the downloadable file keeps
+vis-network inline.
+
 Every string that comes from data or from the user (class names, model and layer names) is HTML-escaped before it
 enters the page: in the header and legend we write ourselves, and in the node tooltips pyvis serialises into a script.
 """
@@ -9,16 +15,32 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
+import networkx as nx
 import numpy as np
+import pyvis
 import scipy.sparse as sp
 from pyvis.network import Network
 
 from dashboard.charts import class_colors
 
-__all__ = ["MAX_NODES", "graph_html", "stratified_nodes", "strip_external_resources", "external_references"]
+__all__ = [
+    "MAX_NODES",
+    "VIS_NETWORK_DIR",
+    "VIS_NETWORK_FILES",
+    "graph_html",
+    "force_layout",
+    "link_vis_network",
+    "stratified_nodes",
+    "strip_external_resources",
+    "external_references",
+]
 
 MAX_NODES = 1000
+# the vis-network build that pyvis inlines (``cdn_resources="in_line"``); the dashboard serves the same two files
+VIS_NETWORK_DIR = Path(pyvis.__file__).parent / "templates" / "lib" / "vis-9.1.2"
+VIS_NETWORK_FILES = ("vis-network.min.js", "vis-network.css")
 _EXTERNAL_LINK = re.compile(r"<link\b[^>]*\bhref\s*=\s*[\"']?(?:https?:)?//[^>]*>", re.I | re.S)
 _EXTERNAL_SCRIPT = re.compile(r"<script\b[^>]*\bsrc\s*=\s*[\"']?(?:https?:)?//[^>]*>\s*</script\s*>", re.I | re.S)
 _EXTERNAL_ATTR = re.compile(r"\b(?:src|href)\s*=\s*[\"']?(?:https?:)?//", re.I)
@@ -32,6 +54,14 @@ _OPTIONS = """{
     "stabilization": {"enabled": true, "iterations": 200, "updateInterval": 25, "fit": true},
     "minVelocity": 1.0
   },
+  "layout": {"randomSeed": %d, "improvedLayout": false}
+}"""
+# positions given: draw them as they are (nodes can still be dragged)
+_OPTIONS_FIXED = """{
+  "nodes": {"shape": "dot", "size": 7, "borderWidth": 1},
+  "edges": {"color": {"color": "#9aa0a6", "opacity": 0.55}, "smooth": false, "width": 0.7},
+  "interaction": {"hover": true, "tooltipDelay": 80, "navigationButtons": false},
+  "physics": {"enabled": false},
   "layout": {"randomSeed": %d, "improvedLayout": false}
 }"""
 
@@ -51,6 +81,44 @@ def stratified_nodes(labels: np.ndarray, max_nodes: int, *, seed: int = 0) -> np
         rng.choice(np.flatnonzero(labels == c), size=q, replace=False) for c, q in zip(classes, quota, strict=True)
     ]
     return np.sort(np.concatenate(picked))
+
+
+def force_layout(
+    adjacency: sp.csr_array, nodes: np.ndarray | None = None, *, seed: int = 0, max_iter: int = 100
+) -> np.ndarray:
+    """Positions ``(len(nodes), 2)``, in screen pixels, of the subgraph of ``adjacency`` induced by ``nodes``.
+
+    ForceAtlas2 (``networkx.forceatlas2_layout``, unweighted, gravity 1: the same family of forces vis-network used
+    in the browser), seeded, so the same graph is always drawn the same way. Centred on 0 and scaled so the larger
+    side spans ``40 * sqrt(len(nodes))`` pixels (vis-network zooms to fit). An empty ``nodes`` gives ``(0, 2)``.
+    """
+    A = sp.csr_array(adjacency)
+    nodes = np.arange(A.shape[0]) if nodes is None else np.asarray(nodes)
+    m = len(nodes)
+    if m == 0:
+        return np.zeros((0, 2))
+    graph = nx.from_scipy_sparse_array(A[nodes][:, nodes])
+    pos = nx.forceatlas2_layout(graph, seed=int(seed), max_iter=int(max_iter))
+    xy = np.array([pos[i] for i in range(m)], dtype=float)
+    xy -= (xy.max(axis=0) + xy.min(axis=0)) / 2
+    span = float(np.ptp(xy, axis=0).max())
+    return xy * (40 * np.sqrt(m) / span) if span > 0 else xy
+
+
+def link_vis_network(page: str, base_url: str) -> str:
+    """``page`` (from :func:`graph_html`) loading vis-network from ``base_url`` instead of carrying it inline.
+
+    ``base_url`` is where :data:`VIS_NETWORK_FILES` are served, e.g. ``"app/static"`` for Streamlit's static folder
+    (relative, so it resolves against the app's own address). Raises ``ValueError`` when the page does not hold
+    pyvis's inline copy (a pyvis upgrade changed it: update :data:`VIS_NETWORK_DIR`).
+    """
+    js, css = ((VIS_NETWORK_DIR / name).read_text(encoding="utf-8") for name in VIS_NETWORK_FILES)
+    base = html.escape(base_url.rstrip("/"), quote=True)
+    inline_js, inline_css = f"<script>{js}</script>", f"<style>{css}</style>"
+    if inline_js not in page or inline_css not in page:
+        raise ValueError(f"the page does not inline the vis-network files of {VIS_NETWORK_DIR}")
+    page = page.replace(inline_js, f'<script src="{base}/{VIS_NETWORK_FILES[0]}"></script>', 1)
+    return page.replace(inline_css, f'<link rel="stylesheet" href="{base}/{VIS_NETWORK_FILES[1]}">', 1)
 
 
 def strip_external_resources(page: str) -> str:
@@ -87,6 +155,7 @@ def graph_html(
     *,
     nodes: np.ndarray | None = None,
     predictions: np.ndarray | None = None,
+    positions: np.ndarray | None = None,
     title: str = "",
     seed: int = 0,
     height: int = 520,
@@ -94,17 +163,21 @@ def graph_html(
     """A standalone HTML page drawing the graph induced by ``nodes`` (default: all) of ``adjacency``.
 
     Nodes are coloured by class (legend on top); hovering one shows its sample index, true and predicted class;
-    misclassified samples get a dark border. The page references nothing outside itself.
+    misclassified samples get a dark border. ``positions`` ``(len(nodes), 2)`` (e.g. :func:`force_layout`) are drawn
+    as given with physics off; without them vis-network lays the graph out in the browser (a force simulation that
+    differs between runs). The page references nothing outside itself.
     """
     A = sp.csr_array(adjacency)
     labels = np.asarray(labels)
     nodes = np.arange(A.shape[0]) if nodes is None else np.asarray(nodes)
+    if positions is not None and np.shape(positions) != (len(nodes), 2):
+        raise ValueError(f"positions has shape {np.shape(positions)}; expected ({len(nodes)}, 2), one row per node")
     sub = sp.triu(A[nodes][:, nodes], k=1).tocoo()
     colors = class_colors(len(class_names))
     names = [html.escape(str(c)) for c in class_names]
 
     net = Network(height=f"{height}px", width="100%", cdn_resources="in_line", bgcolor="#ffffff", heading="")
-    for idx in nodes:
+    for row, idx in enumerate(nodes):
         y = int(labels[idx])
         tip = f"sample {int(idx)} · true: {names[y]}"
         wrong = False
@@ -118,19 +191,21 @@ def graph_html(
             title=tip,
             color={"background": colors[y], "border": "#111111" if wrong else colors[y]},
             borderWidth=3 if wrong else 1,
+            **({} if positions is None else {"x": float(positions[row, 0]), "y": float(positions[row, 1])}),
         )
     for i, j, w in zip(sub.row, sub.col, sub.data, strict=True):
         net.add_edge(int(nodes[i]), int(nodes[j]), title=f"cosine {w:.3f}")
-    net.set_options(_OPTIONS % int(seed))
+    net.set_options((_OPTIONS if positions is None else _OPTIONS_FIXED) % int(seed))
     page = strip_external_resources(net.generate_html())
     note = f"{len(nodes)} samples, {sub.nnz} edges. Drag to move, scroll to zoom."
     page = page.replace("<body>", "<body>" + _legend(class_names, colors, title, note), 1)
-    page = page.replace(
-        "</body>",
-        "<script>network.once('stabilizationIterationsDone',"
-        "function(){network.setOptions({physics:false});});</script></body>",
-        1,
-    )
+    if positions is None:  # settle once, then hold still
+        page = page.replace(
+            "</body>",
+            "<script>network.once('stabilizationIterationsDone',"
+            "function(){network.setOptions({physics:false});});</script></body>",
+            1,
+        )
     leftover = external_references(page)
     if leftover:  # a pyvis upgrade added a CDN reference we do not strip: fail loudly rather than render blank offline
         raise RuntimeError(f"graph HTML still references external resources: {leftover[:3]}")

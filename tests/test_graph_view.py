@@ -1,4 +1,5 @@
-"""The pyvis graph page: self-contained, every data string escaped, the drawn subgraph exactly the induced one."""
+"""The pyvis graph page: self-contained, every data string escaped, the drawn subgraph exactly the induced one; the
+seeded layout; the page variant that loads vis-network from the app's static folder."""
 
 from __future__ import annotations
 
@@ -11,11 +12,16 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from dashboard.graph_view import (  # noqa: E402
+    VIS_NETWORK_DIR,
+    VIS_NETWORK_FILES,
     external_references,
+    force_layout,
     graph_html,
+    link_vis_network,
     stratified_nodes,
     strip_external_resources,
 )
@@ -112,3 +118,54 @@ def test_every_class_gets_its_own_colour_in_the_legend(n_classes):
     legend_colours = re.findall(r'class="gbs-dot" style="background:(#[0-9A-Fa-f]{6})"', page)
     assert len(legend_colours) == n_classes
     assert len(set(legend_colours)) == min(n_classes, 10 if n_classes <= 10 else 50)
+
+
+def test_force_layout_is_seeded_centred_and_scaled():
+    A = _path_graph(6)
+    xy = force_layout(A, np.array([0, 1, 2, 4]), seed=3)
+    assert xy.shape == (4, 2)
+    np.testing.assert_array_equal(xy, force_layout(A, np.array([0, 1, 2, 4]), seed=3))
+    np.testing.assert_allclose(xy.max(axis=0) + xy.min(axis=0), 0.0, atol=1e-9)  # centred on 0
+    assert np.ptp(xy, axis=0).max() == pytest.approx(40 * np.sqrt(4))
+    assert force_layout(A, np.array([], dtype=int)).shape == (0, 2)
+    np.testing.assert_array_equal(force_layout(A, np.array([2])), [[0.0, 0.0]])  # one node: nothing to scale
+
+
+def test_force_layout_puts_neighbours_closer_than_strangers():
+    # two 5-cliques joined by one edge: the mean distance inside a clique is below the mean distance across
+    clique = np.ones((5, 5)) - np.eye(5)
+    dense = np.block([[clique, np.zeros((5, 5))], [np.zeros((5, 5)), clique]])
+    dense[4, 5] = dense[5, 4] = 1
+    xy = force_layout(sp.csr_array(dense), seed=0)
+    d = np.linalg.norm(xy[:, None] - xy[None], axis=-1)
+    inside = (d[:5, :5].sum() + d[5:, 5:].sum()) / 40
+    assert inside < d[:5, 5:].mean() / 2
+
+
+def test_given_positions_are_drawn_with_physics_off():
+    xy = np.array([[0.0, 1.0], [2.5, -3.0]])
+    page = graph_html(_path_graph(3), np.array([0, 1, 1]), ["a", "b"], nodes=np.array([0, 2]), positions=xy)
+    nodes = _dataset(page, "nodes")
+    assert [(n["x"], n["y"]) for n in nodes] == [(0.0, 1.0), (2.5, -3.0)]
+    assert re.search(r'"physics":\s*\{\s*"enabled":\s*false', page)
+    assert "network.once('stabilizationIterationsDone'" not in page  # nothing to settle
+    with pytest.raises(ValueError, match=r"positions has shape \(3, 2\); expected \(2, 2\)"):
+        graph_html(_path_graph(3), np.array([0, 1, 1]), ["a", "b"], nodes=np.array([0, 2]), positions=np.zeros((3, 2)))
+
+
+def test_linked_page_loads_vis_network_from_the_static_folder():
+    page = graph_html(_path_graph(4), np.array([0, 0, 1, 1]), ["a", "b"])
+    linked = link_vis_network(page, "app/static/")
+    assert '<script src="app/static/vis-network.min.js"></script>' in linked
+    assert '<link rel="stylesheet" href="app/static/vis-network.css">' in linked
+    assert external_references(linked) == []  # relative: it resolves against the app's own address
+    assert len(linked) < len(page) - 600_000  # vis-network's 690 KB are gone
+    assert linked.count("vis.DataSet") == page.count("vis.DataSet")  # the graph itself is untouched
+    with pytest.raises(ValueError, match="does not inline the vis-network files"):
+        link_vis_network(linked, "app/static")
+
+
+@pytest.mark.parametrize("name", VIS_NETWORK_FILES)
+def test_static_copy_of_vis_network_is_the_one_pyvis_inlines(name):
+    # the iframe in the app loads static/<name>; the downloaded file inlines pyvis's copy: they must be the same build
+    assert (ROOT / "static" / name).read_bytes() == (VIS_NETWORK_DIR / name).read_bytes()
