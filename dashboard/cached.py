@@ -13,19 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import streamlit as st
+import torch
 
 from dashboard import graph_view
 from dashboard.errors import DashboardError
 from gbs_core import analysis
 from gbs_core.activations import list_layers, load_saved_activations
 from gbs_core.cache import DiskCache
-from gbs_core.data import Dataset, load_cifar, load_digits, load_image_folder
+from gbs_core.data import DIGITS_SIZE, Dataset, load_cifar, load_digits, load_image_folder
 from gbs_core.pipeline import LoadedModel, ModelSpec
 from gbs_core.pipeline import load_model as _core_load_model
 from gbs_core.zoo import list_zoo
@@ -95,11 +97,36 @@ def zoo_entries() -> list:
 # --- data ---------------------------------------------------------------------------------------------------------
 
 
+def _digits_test() -> Dataset:
+    """The digits' held-out split, through the disk cache: after a restart this skips importing scikit-learn (about
+    1 s of the first page), which the split needs."""
+    key = {
+        "kind": "dataset",
+        "source": "digits",
+        "split": "test",
+        "size": DIGITS_SIZE,
+        "scikit-learn": version("scikit-learn"),
+    }
+
+    def compute():
+        data = load_digits("test")
+        meta = {"class_names": list(data.class_names), "dataset_id": data.dataset_id}
+        return {"images": data.images.numpy(), "labels": data.labels}, meta
+
+    arrays, meta = disk_cache().get_or_compute(key, compute)
+    return Dataset(
+        images=torch.from_numpy(arrays["images"]),
+        labels=arrays["labels"],
+        class_names=tuple(meta["class_names"]),
+        dataset_id=meta["dataset_id"],
+    )
+
+
 @st.cache_resource(show_spinner="Loading data...", max_entries=4)
 def full_dataset(source: str, path: str) -> Dataset:
     """Every sample of a source, before subsampling."""
     if source == "digits":
-        return load_digits("test")
+        return _digits_test()
     if not path:
         raise DashboardError("Enter the **Path** of the data folder in the sidebar.")
     if source == "image_folder":
