@@ -1,48 +1,7 @@
-"""GBS Explorer home page: what the tool shows, the current selection, one summary card per model."""
+"""GBS Explorer: ``streamlit run app.py``. The page navigation: Home (home.py), then every script in pages/."""
 
 import streamlit as st
 
-from dashboard import cached, errors, workspace
+from dashboard import navigation
 
-st.set_page_config(page_title="GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
-ws = workspace.show()
-
-st.title("GBS Explorer")
-st.markdown(
-    "A network turns each input into a vector at every layer. GBS Explorer connects each sample to its nearest "
-    "neighbours in that vector space, **layer by layer**, and asks how the picture changes with depth. "
-    "**Modularity Q** measures how well the kNN graph splits into the true classes: it usually rises with depth; "
-    "where it stalls (a *plateau*) or falls (a *degradation*), the layers add little and are candidates for pruning. "
-    "**CKA** and **GBS** compare two layers' representations (1 = same up to the allowed transforms), and "
-    "**triangle motifs** count how often three mutually close samples share a class."
-)
-st.info(
-    f"**Data:** {ws.data.label} · **Models:** {', '.join(ws.labels) or 'none'} · "
-    f"**k:** {ws.k_modularity} (modularity), {ws.k_motifs} (motifs)",
-    icon=":material/tune:",
-)
-
-with errors.guard("analyse the selection"):
-    fs_list = cached.feature_sets(ws)
-    cached.check_layers(fs_list)
-    tables = [cached.modularity_table(fs, k=ws.k_modularity, threshold=0.03) for fs in fs_list]
-
-for col, fs, table in zip(st.columns(min(len(fs_list), 3)) * len(fs_list), fs_list, tables, strict=False):
-    with col.container(border=True):
-        st.subheader(fs.name)
-        accuracy, where = cached.accuracy(fs)
-        a, b = st.columns(2)
-        a.metric(f"Accuracy ({where})", "n/a" if accuracy is None else f"{accuracy:.1%}")
-        b.metric("Layers analysed", len(fs.layers))
-        a.metric("Final-layer modularity Q", f"{table['q'].iloc[-1]:.3f}")
-        b.metric("Prunable layers (dQ < 0.03)", int(table["prunable"].sum()))
-
-st.subheader("Explore")
-st.page_link(
-    "pages/1_Sample_graph.py", label="Sample graph: the kNN graph and UMAP of one layer", icon=":material/hub:"
-)
-st.page_link(
-    "pages/2_Modularity.py", label="Modularity: Q over depth and prunable layers", icon=":material/show_chart:"
-)
-st.page_link("pages/3_Similarity.py", label="Similarity: CKA and GBS layer x layer", icon=":material/grid_on:")
-st.page_link("pages/4_Motifs.py", label="Motifs: triangle types over depth", icon=":material/change_history:")
+st.navigation(navigation.pages()).run()
