@@ -2,7 +2,7 @@
 
 A page's title comes from its file name as Streamlit infers it (``2_Modularity.py`` -> "Modularity", URL
 ``/Modularity``), so a new file in ``pages/`` joins the sidebar and the home page's list without being registered
-here; ``ABOUT`` only adds an icon and a one-line description for the home page.
+here; ``ABOUT`` only adds an icon and a one-line description to its link on the home page.
 """
 
 from __future__ import annotations
@@ -36,19 +36,18 @@ def page_files() -> list[str]:
     return [f"pages/{p.name}" for p in sorted((ROOT / "pages").glob("*.py"), key=_order)]
 
 
-def _page(file: str) -> st.Page:
-    icon, _ = ABOUT.get(Path(file).name, (None, ""))
-    return st.Page(file, icon=icon)
-
-
 def pages() -> list[st.Page]:
-    """Home (the default page, at the app's root URL) and every file of :func:`page_files`."""
-    return [st.Page(HOME, title="Home", icon=":material/home:", default=True), *map(_page, page_files())]
+    """Home (the default page, at the app's root URL) and every file of :func:`page_files`.
+
+    No icons here: Streamlit fetches a navigation entry's Material icon from fonts.gstatic.com (the app must make no
+    request off the machine); the home page's links draw theirs from the bundled font.
+    """
+    return [st.Page(HOME, title="Home", default=True), *map(st.Page, page_files())]
 
 
 def explore_links() -> None:
-    """A link to every page but home, with its description."""
+    """A link to every page but home, with its icon and description."""
     for file in page_files():
-        page = _page(file)
-        about = ABOUT.get(Path(file).name, (None, ""))[1]
-        st.page_link(file, label=f"{page.title}: {about}" if about else page.title, icon=page.icon or None)
+        icon, about = ABOUT.get(Path(file).name, (None, ""))
+        title = st.Page(file).title
+        st.page_link(file, label=f"{title}: {about}" if about else title, icon=icon)
