@@ -35,6 +35,7 @@ from gbs_core.zoo import list_zoo
 __all__ = [
     "disk_cache",
     "zoo_entries",
+    "digits",
     "full_dataset",
     "dataset",
     "load_model",
@@ -97,19 +98,20 @@ def zoo_entries() -> list:
 # --- data ---------------------------------------------------------------------------------------------------------
 
 
-def _digits_test() -> Dataset:
-    """The digits' held-out split, through the disk cache: after a restart this skips importing scikit-learn (about
-    1 s of the first page), which the split needs."""
+@st.cache_resource(show_spinner=False, max_entries=3)
+def digits(split: str = "test") -> Dataset:
+    """``load_digits(split)`` through the disk cache: after a restart this skips importing scikit-learn (about 1 s
+    of the first page), which the fixed train/test split needs."""
     key = {
         "kind": "dataset",
         "source": "digits",
-        "split": "test",
+        "split": split,
         "size": DIGITS_SIZE,
         "scikit-learn": version("scikit-learn"),
     }
 
     def compute():
-        data = load_digits("test")
+        data = load_digits(split)
         meta = {"class_names": list(data.class_names), "dataset_id": data.dataset_id}
         return {"images": data.images.numpy(), "labels": data.labels}, meta
 
@@ -126,7 +128,7 @@ def _digits_test() -> Dataset:
 def full_dataset(source: str, path: str) -> Dataset:
     """Every sample of a source, before subsampling."""
     if source == "digits":
-        return _digits_test()
+        return digits("test")
     if not path:
         raise DashboardError("Enter the **Path** of the data folder in the sidebar.")
     if source == "image_folder":

@@ -7,7 +7,6 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import cached
-from gbs_core.data import load_digits
 from gbs_core.pipeline import ModelSpec
 from gbs_core.pruning import PruningResult, pruning_curve, run_pruning
 from gbs_core.sanity import SanityResult, run_zoo_sanity_check
@@ -17,7 +16,7 @@ __all__ = ["pruning", "sanity"]
 
 
 def _digits(split: str, n: int | None):
-    data = load_digits(split)
+    data = cached.digits(split)
     return data.subsample(n, seed=0) if n is not None and n < len(data) else data
 
 
