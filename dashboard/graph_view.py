@@ -3,7 +3,7 @@
 The layout can be computed here (:func:`force_layout`, ForceAtlas2 on the drawn subgraph) and passed in as node
 positions: the browser then draws at once with physics off, instead of running a force simulation on every redraw.
 Inside the dashboard the iframe loads vis-network from the app's own static folder (:func:`link_vis_network`), so a
-redraw sends about 150 KB instead of 850 KB and the browser reuses the script it has cached; the downloadable file keeps
+redraw sends about 180 KB instead of 850 KB and the browser reuses the script it has cached; the downloadable file keeps
 vis-network inline.
 
 Every string that comes from data or from the user (class names, model and layer names) is HTML-escaped before it

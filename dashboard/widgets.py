@@ -47,7 +47,7 @@ def graph(page: str, *, name: str, key: str, height: int = 640) -> None:
     """The graph's standalone HTML in an iframe, and a button that downloads that same file.
 
     The iframe loads vis-network from the app's static folder when it is served (the browser caches it, so moving
-    the layer slider sends about 150 KB, not 850 KB); the download keeps it inline, and is encoded only when clicked.
+    the layer slider sends about 180 KB, not 850 KB); the download keeps it inline, and is encoded only when clicked.
     """
     st.iframe(graph_view.link_vis_network(page, STATIC_URL) if _static_vis_network() else page, height=height)
     st.download_button(
