@@ -58,7 +58,7 @@ def sanity(models: tuple[str, ...], *, n_samples: int, pool: bool, metrics: tupl
     bar = st.progress(0.0, text="Sanity check: extracting features")
     try:
         result = run_zoo_sanity_check(list(models), n_samples=n_samples, pool=pool, metrics=list(metrics),
-                                      cache=cached.disk_cache(),
+                                      data=cached.digits("test"), cache=cached.disk_cache(),
                                       progress=lambda d, n, m: bar.progress(min(d / n, 1.0) if n else 1.0, text=m))
     finally:
         bar.empty()

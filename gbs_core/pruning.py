@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from gbs_core.activations import _one_thread
 from gbs_core.cache import DiskCache
 from gbs_core.data import Dataset
 from gbs_core.metrics.modularity import prunable_layers
@@ -289,7 +290,8 @@ def removable_units(model: nn.Module, layers: Sequence[str], input_shape: Sequen
     was_training = model.training
     try:
         model.eval()
-        model(torch.zeros(1, *input_shape))
+        with torch.no_grad(), _one_thread():  # one tiny input: a second thread only adds overhead
+            model(torch.zeros(1, *input_shape))
     finally:
         for h in handles:
             h.remove()

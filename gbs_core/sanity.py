@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gbs_core.cache import DiskCache
+from gbs_core.data import Dataset
 from gbs_core.metrics.similarity import similarity_matrix
 
 __all__ = ["SanityMetric", "SANITY_METRICS", "SanityResult", "identification_scores", "run_sanity_check",
@@ -238,19 +239,22 @@ def run_zoo_sanity_check(
     layers: Sequence[str] | None = None,
     metrics: Sequence[str] | None = None,
     data_seed: int = 0,
+    data: Dataset | None = None,
     cache: DiskCache | None = None,
     progress: Progress | None = None,
 ) -> SanityResult:
     """The sanity check on bundled zoo models (default: every ``tiny10-s*``) with ``n_samples`` held-out digits
     (a seeded subsample of the 540-image test split), optionally with conv maps average pooled, on ``layers``
-    (default: the architecture's default layers, which exclude the logits)."""
+    (default: the architecture's default layers, which exclude the logits). ``data`` replaces the held-out digits
+    (e.g. a copy the caller already holds; ``n_samples`` and ``data_seed`` then subsample it)."""
     from gbs_core.data import load_digits
     from gbs_core.pipeline import ModelSpec, cached_activations, load_model
 
     models = list(models) if models is not None else zoo_seed_models("tiny10")
     if len(models) < 2:
         raise ValueError(f"the sanity check needs at least 2 zoo models; got {models}")
-    data = load_digits("test")
+    if data is None:
+        data = load_digits("test")
     if n_samples < len(data):
         data = data.subsample(n_samples, seed=data_seed)
     feats, ids = [], []
