@@ -10,53 +10,20 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from apptest_helpers import ROOT, assert_clean, open_page
+from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from gbs_core.activations import save_activations  # noqa: E402
-from gbs_core.pipeline import ModelSpec, load_model  # noqa: E402
+from gbs_core.activations import save_activations
+from gbs_core.pipeline import ModelSpec, load_model
 
 PAGES = ["pages/1_Sample_graph.py", "pages/2_Modularity.py", "pages/3_Similarity.py", "pages/4_Motifs.py"]
 N_RESNET56_LAYERS = 28  # stem + 27 residual blocks
-TIMEOUT = 300  # the first UMAP fit compiles numba code
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _disk_cache(tmp_path_factory):
-    old = os.environ.get("GBS_CACHE_DIR")
-    os.environ["GBS_CACHE_DIR"] = str(tmp_path_factory.mktemp("gbs_cache"))
-    yield
-    if old is None:
-        os.environ.pop("GBS_CACHE_DIR", None)
-    else:
-        os.environ["GBS_CACHE_DIR"] = old
-
-
-def open_page(page: str = "app.py", **query: str | list[str]) -> AppTest:
-    """Run the app, with ``query`` as the URL's query parameters, and switch to ``page``."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    if page != "app.py":
-        at.switch_page(page)
-        at.run()
-    return at
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
+pytestmark = pytest.mark.usefixtures("module_disk_cache")
 
 
 def figures(at: AppTest) -> list[dict]:

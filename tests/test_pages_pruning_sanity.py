@@ -2,44 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-
 import pytest
+from apptest_helpers import assert_clean, open_page
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-TIMEOUT = 300
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _disk_cache(tmp_path_factory):
-    old = os.environ.get("GBS_CACHE_DIR")
-    os.environ["GBS_CACHE_DIR"] = str(tmp_path_factory.mktemp("gbs_cache_pages56"))
-    yield
-    if old is None:
-        os.environ.pop("GBS_CACHE_DIR", None)
-    else:
-        os.environ["GBS_CACHE_DIR"] = old
-
-
-def open_page(page: str, **query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    at.switch_page(page)
-    at.run()
-    return at
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
+pytestmark = pytest.mark.usefixtures("module_disk_cache")
 
 
 def _by_key(elements, key):
