@@ -142,7 +142,9 @@ def wait_rendered(page, charts: int, iframes: int, timeout_ms: int = 240_000) ->
         """([charts, iframes]) => {
             const app = document.querySelector('[data-testid="stApp"]');
             if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-            if (document.querySelector('[data-testid="stSpinner"], [data-testid="stProgress"]')) return false;
+            // spinners, progress bars and skeleton placeholders all mean a run is still filling the page
+            if (document.querySelector('[data-testid="stSpinner"], [data-testid="stProgress"], '
+                + '[data-testid="stSkeleton"], [data-testid="stAppSkeleton"]')) return false;
             if (!document.querySelector('h1')) return false;
             const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
             if (plots.length < charts || plots.some(p => !(p._fullData && p._fullData.length))) return false;
@@ -184,6 +186,7 @@ def graph_canvas_drawn(page) -> bool:
 def check_page(page, name: str) -> None:
     """What a page shows beyond charts and graphs, with the default workspace and a fresh disk cache."""
     if name == "home":
+        page.locator('[data-testid="stMetric"]').nth(3).wait_for(timeout=120_000)  # the model card's four numbers
         assert page.locator('[data-testid="stMetric"]').count() == 4
         nav = page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()
         assert [t.strip().splitlines()[-1] for t in nav] == [  # a material icon's name comes first
