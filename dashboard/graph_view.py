@@ -23,7 +23,7 @@ import pyvis
 import scipy.sparse as sp
 from pyvis.network import Network
 
-from dashboard.charts import class_colors
+from gbs_core.figures import class_colors
 
 __all__ = [
     "MAX_NODES",

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import graph_view
-from dashboard.charts import plotly_config
+from gbs_core.figures import plotly_config
 
 __all__ = ["chart", "csv_download", "graph", "layer_picker"]
 

@@ -209,10 +209,13 @@ def analyze(ctx, model, out, n_samples, split, seed, layer_list, pool, k, n_batc
     if html:
         from gbs_core import figures
 
-        _write_html(out / "modularity.html", figures.modularity_figure(table, title=f"Modularity: {loaded.label}"))
+        # the dashboard's own figures, so a batch job's HTML looks like the app
+        fig = figures.modularity_chart([table.assign(model=loaded.label)], normalized=False)
+        _write_html(out / "modularity.html", fig.update_layout(title=f"Modularity: {loaded.label}"))
         for m, M in matrices.items():
-            _write_html(out / f"similarity_{m}.html", figures.heatmap_figure(M, fs.layers, fs.layers, title=m))
-        _write_html(out / "motifs.html", figures.motif_figure(motifs, title=f"Triangle motifs: {loaded.label}"))
+            _write_html(out / f"similarity_{m}.html", figures.similarity_heatmap(
+                M, fs.layers, fs.layers, title=f"{m}: {loaded.label}", row_title=loaded.label, col_title=loaded.label))
+        _write_html(out / "motifs.html", figures.motif_bars(motifs, title=f"Triangle motifs: {loaded.label}"))
     click.echo(f"{loaded.label}: {len(fs.layers)} layers; prunable (dQ < {threshold}): "
                f"{', '.join(flagged['layer']) or 'none'}")
 

@@ -1,50 +1,254 @@
-"""Plotly figures for the command line's ``--html`` output and the Pruning and Sanity check pages.
+"""Plotly figures of GBS Explorer: the dashboard's charts and the command line's ``--html`` output share them.
 
-Plain plotly (no Streamlit): each function takes result tables or arrays and returns a ``plotly.graph_objects.Figure``.
+Plain plotly (no Streamlit): each function takes result tables or arrays and returns a ``plotly.graph_objects.Figure``;
+it computes nothing beyond layout. Class colours are shared with the graph view so a class has the same colour in the
+scatter and in the graph. ``plotly_config`` sets the toolbar's camera button to export PNG or SVG.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 
-__all__ = ["modularity_figure", "heatmap_figure", "motif_figure", "pruning_figure", "identification_heatmap",
-           "sanity_bar_figure"]
+__all__ = [
+    "class_colors",
+    "model_colors",
+    "plotly_config",
+    "embedding_scatter",
+    "modularity_chart",
+    "similarity_heatmap",
+    "motif_bars",
+    "motif_vs_modularity",
+    "pruning_figure",
+    "identification_heatmap",
+    "sanity_bar_figure",
+    "MOTIF_LABELS",
+]
+
+MOTIF_LABELS = {
+    "same_class_fraction": "all three in one class",
+    "two_classes_fraction": "two share a class",
+    "all_different_fraction": "all different",
+}
+_MOTIF_COLORS = {
+    "same_class_fraction": "#2CA02C",
+    "two_classes_fraction": "#FF7F0E",
+    "all_different_fraction": "#D62728",
+}
+_KIND_COLORS = {"plateau": "rgba(255, 193, 7, 0.18)", "degradation": "rgba(220, 53, 69, 0.18)"}
+
+
+def class_colors(n_classes: int) -> list[str]:
+    """One colour per class: D3's ten for up to 10 classes, then Light24 and Alphabet, cycled beyond."""
+    palette = qualitative.D3 if n_classes <= 10 else qualitative.Light24 + qualitative.Alphabet
+    return [palette[i % len(palette)] for i in range(n_classes)]
+
+
+def model_colors(n_models: int) -> list[str]:
+    palette = qualitative.Plotly
+    return [palette[i % len(palette)] for i in range(n_models)]
+
+
+def plotly_config(name: str, image_format: str = "png") -> dict:
+    """Toolbar settings: the camera button downloads ``<name>.<png|svg>``."""
+    filename = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "chart"
+    return {
+        "displaylogo": False,
+        "toImageButtonOptions": {"format": image_format, "filename": filename, "scale": 2},
+    }
 
 
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
-    fig.update_layout(title=title, height=height, margin=dict(l=60, r=20, t=60, b=60), template="plotly_white")
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        legend={"orientation": "h", "yanchor": "bottom", "y": -0.3},
+    )
     return fig
 
 
-def modularity_figure(table: pd.DataFrame, *, title: str = "Modularity") -> go.Figure:
-    """Q per layer (``modularity_table``) with its spread, prunable layers marked."""
-    fig = go.Figure(go.Scatter(x=table["layer"], y=table["q"], mode="lines+markers", name="Q",
-                               error_y=dict(type="data", array=table["q_std"], visible=bool((table["q_std"] > 0).any()))))
-    flagged = table[table["prunable"]]
-    fig.add_trace(go.Scatter(x=flagged["layer"], y=flagged["q"], mode="markers", name="prunable (dQ < threshold)",
-                             marker=dict(symbol="x", size=12, color="crimson")))
-    fig.update_yaxes(title="modularity Q")
-    return _layout(fig, title)
-
-
-def heatmap_figure(matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], *, title: str = "") -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=matrix, x=list(cols), y=list(rows), colorscale="Viridis"))
-    fig.update_yaxes(autorange="reversed")
-    return _layout(fig, title, height=520)
-
-
-def motif_figure(table: pd.DataFrame, *, title: str = "Triangle motifs") -> go.Figure:
+def embedding_scatter(
+    xy: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    predictions: np.ndarray | None = None,
+    *,
+    title: str = "",
+    method: str = "UMAP",
+) -> go.Figure:
+    """One trace per class; hover shows the sample index, true and predicted class."""
+    colors = class_colors(len(class_names))
     fig = go.Figure()
-    for col, name in [("same_class_fraction", "all one class"), ("two_classes_fraction", "two classes"),
-                      ("all_different_fraction", "three classes")]:
-        fig.add_trace(go.Bar(x=table["layer"], y=table[col], name=name))
+    idx = np.arange(len(labels))
+    for c, name in enumerate(class_names):
+        m = labels == c
+        if not m.any():
+            continue
+        pred = (
+            [str(class_names[p]) if 0 <= p < len(class_names) else str(p) for p in predictions[m]]
+            if predictions is not None
+            else ["n/a"] * int(m.sum())
+        )
+        fig.add_trace(
+            go.Scattergl(
+                x=xy[m, 0],
+                y=xy[m, 1],
+                mode="markers",
+                name=str(name),
+                marker={"size": 6, "color": colors[c]},
+                customdata=np.column_stack([idx[m], [str(name)] * int(m.sum()), pred]),
+                hovertemplate="sample %{customdata[0]}<br>true: %{customdata[1]}<br>predicted: %{customdata[2]}"
+                "<extra></extra>",
+            )
+        )
+    fig.update_xaxes(title=f"{method} 1", showticklabels=False)
+    fig.update_yaxes(title=f"{method} 2", showticklabels=False, scaleanchor="x")
+    return _layout(fig, title, 520)
+
+
+def modularity_chart(tables: Sequence[pd.DataFrame], *, normalized: bool, spread: bool = False) -> go.Figure:
+    """Q over depth, one line per model (``model`` column); flagged layers shaded by kind (plateau / degradation).
+
+    Each table is ``cached.modularity_table``'s: depth, normalized_depth, layer, q, q_std, dq, prunable, kind.
+    """
+    x_col = "normalized_depth" if normalized else "depth"
+    fig = go.Figure()
+    colors = model_colors(len(tables))
+    for table, color in zip(tables, colors, strict=True):
+        x = table[x_col].to_numpy()
+        step = (x[1] - x[0]) if len(x) > 1 else 1.0
+        for row in table[table["prunable"]].itertuples():
+            x1 = getattr(row, x_col)
+            fig.add_vrect(x0=x1 - step, x1=x1, fillcolor=_KIND_COLORS[row.kind], line_width=0, layer="below")
+        name = str(table["model"].iloc[0])
+        if spread and (table["q_std"] > 0).any():
+            band_x = np.concatenate([x, x[::-1]])
+            band_y = np.concatenate([table["q"] + table["q_std"], (table["q"] - table["q_std"])[::-1]])
+            fig.add_trace(
+                go.Scatter(
+                    x=band_x,
+                    y=band_y,
+                    fill="toself",
+                    fillcolor=color,
+                    opacity=0.2,
+                    line={"width": 0},
+                    hoverinfo="skip",
+                    showlegend=False,
+                    name=f"{name} ± std",
+                )
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=table["q"],
+                mode="lines+markers",
+                name=name,
+                line={"color": color},
+                customdata=np.column_stack([table["layer"], table["dq"].fillna(0), table["kind"]]),
+                hovertemplate="%{customdata[0]}<br>Q = %{y:.3f}<br>dQ = %{customdata[1]:.3f} %{customdata[2]}"
+                "<extra></extra>",
+            )
+        )
+    for kind, fill in _KIND_COLORS.items():  # legend entries for the shading
+        fig.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                name=kind,
+                showlegend=True,
+                marker={"size": 12, "symbol": "square", "color": fill.replace("0.18", "0.6")},
+            )
+        )
+    fig.update_xaxes(title="normalised depth" if normalized else "layer depth")
+    fig.update_yaxes(title="modularity Q")
+    return _layout(fig, "Modularity of each layer's kNN graph (classes as communities)")
+
+
+def similarity_heatmap(
+    matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], *, title: str, row_title: str, col_title: str
+) -> go.Figure:
+    """Layer x layer heatmap in depth order (origin bottom-left), values on hover."""
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=list(range(len(cols))),
+            y=list(range(len(rows))),
+            colorscale="Viridis",
+            zmin=0,
+            zmax=max(1.0, float(np.nanmax(matrix))) if np.isfinite(matrix).any() else 1.0,
+            customdata=np.array([[f"{r} | {c}" for c in cols] for r in rows]),
+            hovertemplate="%{customdata}<br>similarity = %{z:.3f}<extra></extra>",
+            colorbar={"thickness": 12},
+        )
+    )
+    tick = max(1, len(cols) // 12)
+    fig.update_xaxes(
+        title=col_title, tickvals=list(range(0, len(cols), tick)), ticktext=list(cols)[::tick], tickangle=-45
+    )
+    tick = max(1, len(rows) // 12)
+    fig.update_yaxes(title=row_title, tickvals=list(range(0, len(rows), tick)), ticktext=list(rows)[::tick])
+    return _layout(fig, title, 520)
+
+
+def motif_bars(table: pd.DataFrame, *, title: str) -> go.Figure:
+    """Stacked fractions of the three triangle types per layer (``motifs_by_layer`` table)."""
+    fig = go.Figure()
+    for col, label in MOTIF_LABELS.items():
+        fig.add_trace(
+            go.Bar(
+                x=table["layer"],
+                y=table[col],
+                name=label,
+                marker_color=_MOTIF_COLORS[col],
+                hovertemplate="%{x}<br>" + label + ": %{y:.3f}<extra></extra>",
+            )
+        )
     fig.update_layout(barmode="stack")
-    fig.update_yaxes(title="fraction of triangles")
+    fig.update_xaxes(title="layer (depth order)", tickangle=-45)
+    fig.update_yaxes(title="fraction of triangles", range=[0, 1])
     return _layout(fig, title)
+
+
+def motif_vs_modularity(
+    motif_tables: Sequence[pd.DataFrame], mod_tables: Sequence[pd.DataFrame], *, normalized: bool
+) -> go.Figure:
+    """Per model: the same-class triangle fraction (solid) and modularity Q (dotted) over depth."""
+    x_col = "normalized_depth" if normalized else "depth"
+    fig = go.Figure()
+    for motifs, mod, color in zip(motif_tables, mod_tables, model_colors(len(motif_tables)), strict=True):
+        name = str(motifs["model"].iloc[0])
+        fig.add_trace(
+            go.Scatter(
+                x=motifs[x_col],
+                y=motifs["same_class_fraction"],
+                mode="lines+markers",
+                name=f"{name}: same-class triangles",
+                line={"color": color},
+                customdata=motifs["layer"],
+                hovertemplate="%{customdata}: %{y:.3f}<extra></extra>",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=mod[x_col],
+                y=mod["q"],
+                mode="lines",
+                name=f"{name}: modularity Q",
+                line={"color": color, "dash": "dot"},
+                customdata=mod["layer"],
+                hovertemplate="%{customdata}: Q = %{y:.3f}<extra></extra>",
+            )
+        )
+    fig.update_xaxes(title="normalised depth" if normalized else "layer depth")
+    fig.update_yaxes(title="fraction / Q")
+    return _layout(fig, "Same-class triangle fraction beside modularity")
 
 
 def pruning_figure(table: pd.DataFrame, *, title: str = "Pruning") -> go.Figure:
@@ -61,9 +265,16 @@ def pruning_figure(table: pd.DataFrame, *, title: str = "Pruning") -> go.Figure:
     return _layout(fig, title)
 
 
+def _named_heatmap(matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], *, title: str = "") -> go.Figure:
+    """Heatmap with layer names on both axes, first row at the top (the sanity check's reading order)."""
+    fig = go.Figure(go.Heatmap(z=matrix, x=list(cols), y=list(rows), colorscale="Viridis"))
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, title, 520)
+
+
 def identification_heatmap(matrix: np.ndarray, layers: Sequence[str], argmax: np.ndarray, *, title: str = "") -> go.Figure:
     """Layer x layer similarity of two networks with each row's argmax marked (green: the same layer, red: another)."""
-    fig = heatmap_figure(matrix, layers, layers, title=title)
+    fig = _named_heatmap(matrix, layers, layers, title=title)
     layers = list(layers)
     ok = np.asarray(argmax) == np.arange(len(layers))
     fig.add_trace(go.Scatter(x=[layers[m] for m in argmax], y=layers, mode="markers", name="row argmax",

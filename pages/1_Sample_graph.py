@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from dashboard import cached, charts, errors, widgets, workspace
+from dashboard import cached, errors, widgets, workspace
+from gbs_core import figures
 
 st.set_page_config(page_title="Sample graph · GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
 ws = workspace.show()
@@ -47,7 +48,7 @@ for i, view in enumerate(views):
         with graph_col:
             widgets.graph(page, name=f"{fs.name}_{layer}_knn{ws.k_modularity}", key=f"sg{i}")
         with scatter_col:
-            fig = charts.embedding_scatter(
+            fig = figures.embedding_scatter(
                 xy,
                 fs.labels,
                 fs.class_names,

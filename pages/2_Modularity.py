@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import cached, charts, errors, widgets, workspace
+from dashboard import cached, errors, widgets, workspace
+from gbs_core import figures
 
 st.set_page_config(page_title="Modularity · GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
 ws = workspace.show()
@@ -39,7 +40,7 @@ with errors.guard("compute modularity"):
     ]
 table = pd.concat(tables, ignore_index=True)
 normalized = len({len(t) for t in tables}) > 1
-fig = charts.modularity_chart(tables, normalized=normalized, spread=batches > 1)
+fig = figures.modularity_chart(tables, normalized=normalized, spread=batches > 1)
 widgets.chart(fig, table, name="modularity", key="mod", image_format=ws.image_format)
 if normalized:
     st.caption("The models differ in depth: the x axis is the normalised depth (0 = first, 1 = last analysed layer).")

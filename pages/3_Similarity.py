@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from dashboard import cached, charts, errors, widgets, workspace
+from dashboard import cached, errors, widgets, workspace
+from gbs_core import figures
 
 st.set_page_config(page_title="Similarity · GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
 ws = workspace.show()
@@ -46,7 +47,7 @@ for col, label, (metric, kwargs) in (
     with col, errors.guard(f"compute {label}"):
         matrix = cached.similarity(fs_a, None if fs_b is fs_a else fs_b, metric=metric, **kwargs)
         title = f"{label}: {fs_a.name}" + ("" if fs_b is fs_a else f" vs {fs_b.name}")
-        fig = charts.similarity_heatmap(
+        fig = figures.similarity_heatmap(
             matrix, fs_a.layers, fs_b.layers, title=title, row_title=fs_a.name, col_title=fs_b.name
         )
         widgets.chart(

@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import cached, charts, errors, widgets, workspace
+from dashboard import cached, errors, widgets, workspace
+from gbs_core import figures
 
 st.set_page_config(page_title="Motifs · GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
 ws = workspace.show()
@@ -23,7 +24,7 @@ with errors.guard("count the motifs"):
 for col, fs, table in zip(st.columns(min(len(fs_list), 2)) * len(fs_list), fs_list, motif_tables, strict=False):
     with col:
         widgets.chart(
-            charts.motif_bars(table, title=f"{fs.name}: triangle types per layer"),
+            figures.motif_bars(table, title=f"{fs.name}: triangle types per layer"),
             table,
             name=f"motifs_{fs.name}_k{ws.k_motifs}",
             key=f"motifs_{fs.model_id}",
@@ -31,6 +32,6 @@ for col, fs, table in zip(st.columns(min(len(fs_list), 2)) * len(fs_list), fs_li
         )
 
 normalized = len({len(t) for t in motif_tables}) > 1
-fig = charts.motif_vs_modularity(motif_tables, mod_tables, normalized=normalized)
+fig = figures.motif_vs_modularity(motif_tables, mod_tables, normalized=normalized)
 both = pd.concat([m.merge(q[["layer", "q"]], on="layer") for m, q in zip(motif_tables, mod_tables, strict=True)])
 widgets.chart(fig, both, name="same_class_fraction_vs_modularity", key="motifs_vs_q", image_format=ws.image_format)
