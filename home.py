@@ -4,6 +4,8 @@ import streamlit as st
 
 from dashboard import cached, errors, navigation, workspace
 
+PRUNE_THRESHOLD = 0.03  # the modularity paper's rule: a layer whose gain dQ is below this is a pruning candidate
+
 st.set_page_config(page_title="GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
 ws = workspace.show()
 
@@ -25,7 +27,7 @@ st.info(
 with errors.guard("analyse the selection"):
     fs_list = cached.feature_sets(ws)
     cached.check_layers(fs_list)
-    tables = [cached.modularity_table(fs, k=ws.k_modularity, threshold=0.03) for fs in fs_list]
+    tables = [cached.modularity_table(fs, k=ws.k_modularity, threshold=PRUNE_THRESHOLD) for fs in fs_list]
 
 for col, fs, table in zip(st.columns(min(len(fs_list), 3)) * len(fs_list), fs_list, tables, strict=False):
     with col.container(border=True):
@@ -35,7 +37,9 @@ for col, fs, table in zip(st.columns(min(len(fs_list), 3)) * len(fs_list), fs_li
         a.metric(f"Accuracy ({where})", "n/a" if accuracy is None else f"{accuracy:.1%}")
         b.metric("Layers analysed", len(fs.layers))
         a.metric("Final-layer modularity Q", f"{table['q'].iloc[-1]:.3f}")
-        b.metric("Prunable layers (dQ < 0.03)", int(table["prunable"].sum()))
+        b.metric(f"Flagged by dQ < {PRUNE_THRESHOLD}", f"{int(table['prunable'].sum())} of {len(table)}",
+                 help="Layers whose modularity gain over the previous layer is below the paper's threshold 0.03 "
+                 "(plateaus and drops): candidates for pruning. The first layer is never flagged.")
 
 st.subheader("Explore")
 navigation.explore_links()

@@ -27,7 +27,8 @@ from dashboard.errors import DashboardError
 from gbs_core import analysis
 from gbs_core.activations import list_layers, load_saved_activations
 from gbs_core.cache import DiskCache
-from gbs_core.data import DIGITS_SIZE, Dataset, load_cifar, load_digits, load_image_folder
+from gbs_core.data import BUNDLED_SOURCES, DEFAULT_SOURCE, DIGITS_SIZE, Dataset, load_bundled, load_cifar
+from gbs_core.data import load_image_folder
 from gbs_core.pipeline import LoadedModel, ModelSpec
 from gbs_core.pipeline import load_model as _core_load_model
 from gbs_core.zoo import list_zoo
@@ -35,7 +36,7 @@ from gbs_core.zoo import list_zoo
 __all__ = [
     "disk_cache",
     "zoo_entries",
-    "digits",
+    "bundled",
     "full_dataset",
     "dataset",
     "load_model",
@@ -98,20 +99,22 @@ def zoo_entries() -> list:
 # --- data ---------------------------------------------------------------------------------------------------------
 
 
-@st.cache_resource(show_spinner=False, max_entries=3)
-def digits(split: str = "test") -> Dataset:
-    """``load_digits(split)`` through the disk cache: after a restart this skips importing scikit-learn (about 1 s
-    of the first page), which the fixed train/test split needs."""
+@st.cache_resource(show_spinner=False, max_entries=4)
+def bundled(source: str = DEFAULT_SOURCE, split: str = "test") -> Dataset:
+    """``load_bundled(source, split)`` (the digits in noise or the plain digits) through the disk cache: after a
+    restart this skips importing scikit-learn (about 1 s of the first page), which the fixed train/test split needs,
+    and the noisy transform."""
     key = {
         "kind": "dataset",
-        "source": "digits",
+        "source": source,
         "split": split,
         "size": DIGITS_SIZE,
         "scikit-learn": version("scikit-learn"),
+        "construction": 1,
     }
 
     def compute():
-        data = load_digits(split)
+        data = load_bundled(source, split)
         meta = {"class_names": list(data.class_names), "dataset_id": data.dataset_id}
         return {"images": data.images.numpy(), "labels": data.labels}, meta
 
@@ -127,8 +130,8 @@ def digits(split: str = "test") -> Dataset:
 @st.cache_resource(show_spinner="Loading data...", max_entries=4)
 def full_dataset(source: str, path: str) -> Dataset:
     """Every sample of a source, before subsampling."""
-    if source == "digits":
-        return digits("test")
+    if source in BUNDLED_SOURCES:
+        return bundled(source, "test")
     if not path:
         raise DashboardError("Enter the **Path** of the data folder in the sidebar.")
     if source == "image_folder":
@@ -169,7 +172,7 @@ def _model_for(spec: ModelSpec, data: Dataset) -> LoadedModel:
             raise DashboardError(
                 f"{spec.name} takes {'x'.join(map(str, entry.input_shape))} images but this data has "
                 f"{'x'.join(map(str, data.input_shape))}: pick a torchvision architecture or a checkpoint for this data, "
-                "or switch the data back to the bundled digits."
+                "or switch the data back to the bundled digits (in noise or plain)."
             )
         return load_model(spec)
     return load_model(spec, data.n_classes, c, h)
@@ -181,7 +184,7 @@ def _geometry_source(source: str, path: str) -> Dataset:
     try:
         return full_dataset(source, path)
     except Exception:  # noqa: BLE001
-        return load_digits("test")
+        return bundled(DEFAULT_SOURCE, "test")
 
 
 def model_for_data(spec: ModelSpec, source: str, path: str) -> LoadedModel:

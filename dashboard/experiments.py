@@ -8,16 +8,16 @@ import streamlit as st
 
 from dashboard import cached
 from gbs_core.pipeline import ModelSpec
-from gbs_core.pruning import PruningResult, pruning_curve, run_pruning
+from gbs_core.pruning import PruningResult, pruning_curve, pruning_data, run_pruning
 from gbs_core.sanity import SanityResult, run_zoo_sanity_check
-from gbs_core.zoo.train import TrainConfig
+from gbs_core.zoo.registry import DEFAULT_TRAINING_DATA, bundled_source
 
 __all__ = ["pruning", "sanity"]
 
 
-def _digits(split: str, n: int | None):
-    data = cached.digits(split)
-    return data.subsample(n, seed=0) if n is not None and n < len(data) else data
+def _training_data(name: str) -> str:
+    entry = {e.name: e for e in cached.zoo_entries()}.get(name)
+    return entry.data if entry is not None else DEFAULT_TRAINING_DATA
 
 
 def pruning(spec: ModelSpec, *, run: bool, **params) -> dict | None:
@@ -35,12 +35,14 @@ def _pruning(spec: ModelSpec, *, threshold: float | str, epochs: int, lr: float,
              curve_samples: int, train_samples: int | None, k: int, run: bool) -> dict:
     loaded = cached.load_model(spec)
     cache = cached.disk_cache()
-    curve_data = _digits("train", curve_samples)
-    train, test = _digits("train", train_samples), _digits("test", None)
+    pdata = pruning_data(_training_data(spec.name), curve_samples=curve_samples, train_samples=train_samples,
+                         load=cached.bundled)
+    curve_data, train, test = pdata.curve, pdata.train, pdata.test
     curve = pruning_curve(loaded, curve_data, k=k, cache=cache)
-    kwargs = dict(threshold=threshold, finetune=TrainConfig(epochs=epochs, lr=lr), control_seeds=control_seeds,
+    kwargs = dict(threshold=threshold, finetune=pdata.finetune_config(epochs, lr), control_seeds=control_seeds,
                   model_id=loaded.model_id, model_label=loaded.label, cache=cache,
-                  extra_settings={"curve_split": "train", "curve_samples": len(curve_data), "k": k})
+                  extra_settings={"curve_split": "train", "curve_samples": len(curve_data), "k": k,
+                                  "curve_data": curve_data.dataset_id})
     if not run:
         return run_pruning(loaded.model, curve, train, test, require_cached=True, **kwargs).to_dict()
     bar = st.progress(0.0, text="Pruning: starting")
@@ -58,7 +60,8 @@ def sanity(models: tuple[str, ...], *, n_samples: int, pool: bool, metrics: tupl
     bar = st.progress(0.0, text="Sanity check: extracting features")
     try:
         result = run_zoo_sanity_check(list(models), n_samples=n_samples, pool=pool, metrics=list(metrics),
-                                      data=cached.digits("test"), cache=cached.disk_cache(),
+                                      data=cached.bundled(bundled_source(_training_data(models[0])), "test"),
+                                      cache=cached.disk_cache(),
                                       progress=lambda d, n, m: bar.progress(min(d / n, 1.0) if n else 1.0, text=m))
     finally:
         bar.empty()

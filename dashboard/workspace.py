@@ -20,7 +20,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import cached, errors
-from gbs_core.data import MAX_SAMPLES
+from gbs_core.data import BUNDLED_SOURCES, DEFAULT_SOURCE, MAX_SAMPLES
 from gbs_core.pipeline import ModelSpec
 from gbs_core.zoo import TORCHVISION_ARCHITECTURES
 from gbs_core.zoo.registry import ARCHITECTURES
@@ -28,7 +28,8 @@ from gbs_core.zoo.registry import ARCHITECTURES
 __all__ = ["DataChoice", "ModelChoice", "Workspace", "show", "DEFAULT_ZOO_MODEL", "MAX_UPLOAD_MB", "FAVICON"]
 
 DATA_SOURCES = {
-    "digits": "Digits (bundled, held-out split)",
+    "digits-noise": "Digits in noise (bundled default, held-out split)",
+    "digits": "Plain digits (bundled, held-out split)",
     "image_folder": "Image folder (one sub-folder per class)",
     "cifar10": "CIFAR-10 folder (python pickles)",
     "cifar100": "CIFAR-100 folder (python pickles)",
@@ -52,14 +53,16 @@ _SHARED = "ws_shared"  # widget key -> default, for the keys that go into the UR
 class DataChoice:
     """Where the samples come from and how many: ``source`` in DATA_SOURCES, ``path`` for non-bundled sources."""
 
-    source: str = "digits"
+    source: str = DEFAULT_SOURCE
     path: str = ""
     n: int = 500
     seed: int = 0
 
     @property
     def label(self) -> str:
-        where = "digits, held-out split" if self.source == "digits" else f"{self.source}: {self.path}"
+        bundled = {"digits-noise": "digits in noise", "digits": "plain digits"}
+        where = (f"{bundled[self.source]}, held-out split" if self.source in BUNDLED_SOURCES
+                 else f"{self.source}: {self.path}")
         return f"{where}; N = {self.n}, seed {self.seed}"
 
 
@@ -149,9 +152,10 @@ def _layers_key(spec: ModelSpec) -> str:
 def _data_widgets() -> DataChoice:
     st.subheader("Data")
     sources = list(DATA_SOURCES)
-    source = st.selectbox("Source", sources, format_func=DATA_SOURCES.get, **_state("data", "digits", options=sources))
+    source = st.selectbox("Source", sources, format_func=DATA_SOURCES.get,
+                          **_state("data", DEFAULT_SOURCE, options=sources))
     path = ""
-    if source != "digits":
+    if source not in BUNDLED_SOURCES:
         path = st.text_input("Path on this machine", help=PATH_HINTS[source], **_state("path", "")).strip()
     c1, c2 = st.columns(2)
     n = c1.number_input(
@@ -215,9 +219,11 @@ def _model_widgets(data: DataChoice) -> list[ModelSpec]:
     st.subheader("Models")
     zoo = {e.name: e for e in cached.zoo_entries()}
     picked = st.multiselect(
-        "From the zoo (trained on digits)",
+        "From the zoo",
         list(zoo),
-        format_func=lambda n: f"{n} ({zoo[n].test_accuracy:.1%})",
+        format_func=lambda n: f"{n} ({zoo[n].data_label}, {zoo[n].test_accuracy:.1%})",
+        help="Bundled models with their training data and held-out accuracy. The '-digits' models were trained on the "
+        "plain digits: compare them with the same architecture on the digits in noise.",
         **_state("zoo", [DEFAULT_ZOO_MODEL], options=list(zoo)),
     )
     archs = list(TORCHVISION_ARCHITECTURES)

@@ -85,11 +85,29 @@ def _cache(ctx: click.Context):
     return None if ctx.obj["no_cache"] else DiskCache(ctx.obj["cache_dir"])
 
 
-def _digits(split: str, n: int | None, seed: int):
-    from gbs_core.data import load_digits
+def _bundled(source: str, split: str, n: int | None, seed: int):
+    from gbs_core.data import load_bundled
 
-    data = load_digits(split)
+    data = load_bundled(source, split)
+    if n is not None and n > len(data):
+        _say(f"  N = {n} is more than the {len(data)} images of the {split} split; using all {len(data)}")
     return data.subsample(n, seed=seed) if n is not None and n < len(data) else data
+
+
+def _training_data_of(model: str) -> str:
+    """The manifest ``data`` of a zoo model (its training data); the default data for any other model."""
+    from gbs_core.zoo.registry import DEFAULT_TRAINING_DATA, list_zoo
+
+    spec = parse_model_spec(model)
+    entries = {e.name: e for e in list_zoo(include_checkpoints=True)}
+    if spec.source == "zoo" and spec.name in entries:
+        return entries[spec.name].data
+    return DEFAULT_TRAINING_DATA
+
+
+data_option = click.option("--data", "data_source", type=click.Choice(["digits-noise", "digits"]),
+                           default="digits-noise", show_default=True,
+                           help="Bundled data: the digits in noise (default) or the plain digits.")
 
 
 def _fraction_printer(label: str):
@@ -125,12 +143,12 @@ html_option = click.option("--html", is_flag=True, help="Also write plotly figur
 def layers(model: str, out: Path) -> None:
     """List MODEL's layers: name, type, output shape, features, default or not, removable by pruning (layers.csv)."""
     from gbs_core.activations import list_layers
-    from gbs_core.data import load_digits
+    from gbs_core.data import load_bundled
     from gbs_core.pruning import removable_units
 
     loaded = _load(model)
     out.mkdir(parents=True, exist_ok=True)
-    example = load_digits("test").images[:2]
+    example = load_bundled("digits-noise", "test").images[:2]
     infos = list_layers(loaded.model, example)
     default = loaded.default_layers()
     units = {u.name: u for u in removable_units(loaded.model, default, tuple(example.shape[1:]))}
@@ -149,7 +167,9 @@ def layers(model: str, out: Path) -> None:
 @main.command()
 @click.argument("model")
 @out_option
-@click.option("--n-samples", type=int, default=500, show_default=True, help="Held-out digits analysed (max 540).")
+@data_option
+@click.option("--n-samples", type=int, default=500, show_default=True,
+              help="Images analysed (a stratified subsample; the held-out split has 540).")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the stratified subsample.")
 @click.option("--layers", "layer_list", default=None, help="Comma-separated layer names (default: the model's).")
@@ -162,7 +182,7 @@ def layers(model: str, out: Path) -> None:
               help="Comma-separated similarity metrics for layer x layer matrices (see SIMILARITY_METRICS).")
 @html_option
 @click.pass_context
-def analyze(ctx, model, out, n_samples, split, seed, layer_list, pool, k, n_batches, threshold, motif_k, metrics, html):
+def analyze(ctx, model, out, data_source, n_samples, split, seed, layer_list, pool, k, n_batches, threshold, motif_k, metrics, html):
     """Compute what the dashboard shows for MODEL: modularity curve and prunable layers, layer x layer similarity
     matrices (CKA, GBS, ...), triangle motif profile. Writes modularity.csv, prunable.json, similarity_<metric>.csv,
     motifs.csv, summary.json (and modularity.html, similarity_<metric>.html, motifs.html with --html)."""
@@ -177,9 +197,9 @@ def analyze(ctx, model, out, n_samples, split, seed, layer_list, pool, k, n_batc
     t0 = time.perf_counter()
     loaded = _load(model)
     cache = _cache(ctx)
-    data = _digits(split, n_samples, seed)
+    data = _bundled(data_source, split, n_samples, seed)
     out.mkdir(parents=True, exist_ok=True)
-    _say(f"{loaded.label}: features of {len(data)} digits ({split} split)")
+    _say(f"{loaded.label}: features of {len(data)} images of {data.dataset_id}")
     try:
         fs = feature_set(loaded, data, _csv_list(layer_list), pool=pool, cache=cache)
         curve = modularity_by_layer(fs, k=k, n_batches=n_batches, seed=seed, cache=cache,
@@ -254,22 +274,23 @@ def prune(ctx, model, out, threshold, epochs, lr, batch_size, finetune_seed, con
     """Modularity-guided pruning of MODEL: remove the flagged removable units, fine-tune, evaluate, and compare with
     controls that remove as many unflagged units. Writes pruning.csv (one row per model), units.csv (every unit: Q,
     dQ, flagged, removable, reason), pruning.json (everything, with the fine-tuning history) (and pruning.html)."""
-    from gbs_core.pruning import pruning_curve, run_pruning
-    from gbs_core.zoo.train import TrainConfig
+    from gbs_core.pruning import pruning_curve, pruning_data, run_pruning
 
     thr = _threshold(threshold)
     seeds = [int(s) for s in _csv_list(control_seeds) or []]
     loaded = _load(model)
     cache = _cache(ctx)
-    curve_data = _digits(curve_split, curve_samples, 0)
-    train, test = _digits("train", train_samples, 0), _digits("test", None, 0)
+    pdata = pruning_data(_training_data_of(model), curve_samples=curve_samples, train_samples=train_samples)
+    train, test = pdata.train, pdata.test
+    curve_data = pdata.curve if curve_split == "train" else (
+        test.subsample(curve_samples, seed=0) if curve_samples < len(test) else test)
     out.mkdir(parents=True, exist_ok=True)
-    _say(f"{loaded.label}: modularity curve on {len(curve_data)} {curve_split} digits (k={k})")
+    _say(f"{loaded.label}: modularity curve on {len(curve_data)} images of {curve_data.dataset_id} (k={k})")
     try:
         curve = pruning_curve(loaded, curve_data, k=k, n_batches=n_batches, cache=cache)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=finetune_seed)
+    cfg = pdata.finetune_config(epochs, lr, batch_size=batch_size, seed=finetune_seed)
 
     def report(p) -> None:
         _say(f"  [{100 * p.fraction:5.1f}%] {p.message}")
@@ -295,19 +316,24 @@ def prune(ctx, model, out, threshold, epochs, lr, batch_size, finetune_seed, con
 
 @main.command("sanity-check")
 @out_option
-@click.option("--models", default=None, help="Comma-separated zoo models of one architecture (default: tiny10-s*).")
-@click.option("--n-samples", type=int, default=500, show_default=True, help="Held-out digits (max 540).")
+@click.option("--models", default=None,
+              help="Comma-separated zoo models of one architecture (default: every seed of --family).")
+@click.option("--family", default="tiny10", show_default=True,
+              help="Architecture whose seeds are compared when --models is not given: tiny10, tiny10x2 or tiny10x4 "
+                   "(the width family), or any zoo architecture with several seeds.")
+@click.option("--n-samples", type=int, default=500, show_default=True,
+              help="Held-out images of the models' training data (max 540).")
 @click.option("--pool", is_flag=True, help="Average-pool conv maps over space.")
 @click.option("--layers", "layer_list", default=None, help="Comma-separated layers (default: the conv blocks).")
 @click.option("--metrics", default=None, help="Comma-separated indices (default: all 12; see gbs_core.sanity).")
 @click.option("--heatmap", default="0,1", show_default=True, help="Pair of model positions for the heatmap files.")
 @html_option
 @click.pass_context
-def sanity_check(ctx, out, models, n_samples, pool, layer_list, metrics, heatmap, html):
+def sanity_check(ctx, out, models, family, n_samples, pool, layer_list, metrics, heatmap, html):
     """Layer-identification sanity check: for every ordered pair of seeds and every layer, does the index pick the
     same layer of the other network? Writes sanity.csv (our accuracy beside the CKA paper's), sanity_per_layer.csv,
     sanity_pairs.csv, heatmap_<index>.csv for the chosen pair, sanity.json (and heatmap_<index>.html)."""
-    from gbs_core.sanity import run_zoo_sanity_check
+    from gbs_core.sanity import run_zoo_sanity_check, zoo_seed_models
 
     try:
         a, b = (int(x) for x in heatmap.split(","))
@@ -315,7 +341,8 @@ def sanity_check(ctx, out, models, n_samples, pool, layer_list, metrics, heatmap
         raise click.BadParameter(f"{heatmap!r}: write two model positions, e.g. 0,1", param_hint="--heatmap") from exc
     out.mkdir(parents=True, exist_ok=True)
     try:
-        result = run_zoo_sanity_check(_csv_list(models), n_samples=n_samples, pool=pool, layers=_csv_list(layer_list),
+        names = _csv_list(models) or zoo_seed_models(family)
+        result = run_zoo_sanity_check(names, n_samples=n_samples, pool=pool, layers=_csv_list(layer_list),
                                       metrics=_csv_list(metrics), cache=_cache(ctx),
                                       progress=_fraction_printer("sanity check"))
     except (KeyError, ValueError) as exc:
@@ -367,29 +394,48 @@ def zoo_list(out: Path | None) -> None:
         _write_csv(out / "zoo.csv", pd.DataFrame(rows))
 
 
+_DATA_CHOICES = {"digits-noise": "digits-noise-v1-16px", "digits": "digits-16px"}
+_FAMILY_SEEDS = {"tiny10": list(range(10)), "tiny10x2": [0, 1, 2], "tiny10x4": [0, 1, 2]}
+
+
 @zoo.command("train")
 @click.option("--arch", "archs", multiple=True, help="Architecture(s) to train (repeatable; default: all).")
-@click.option("--seeds", default=None, help="Comma-separated seeds (default: 0-9 for tiny10, 0 for the others).")
-@click.option("--epochs", type=int, default=None, help="Override the per-architecture epoch count.")
+@click.option("--seeds", default=None,
+              help="Comma-separated seeds (default: 0-9 for tiny10, 0-2 for tiny10x2/x4, 0 for the others).")
+@click.option("--data", "data", type=click.Choice(list(_DATA_CHOICES)), default="digits-noise", show_default=True,
+              help="Training data: the digits in noise (fresh transform every epoch) or the plain digits.")
+@click.option("--epochs", type=int, default=None,
+              help="Override the epoch count (default: 40 on the digits in noise, per architecture on plain digits).")
+@click.option("--checkpoints", default=None,
+              help="Comma-separated epochs after which to keep half-precision training checkpoints (0 = init), "
+                   "e.g. 0,1,2,4,8,16.")
+@click.option("--half/--no-half", default=False, show_default=True,
+              help="Store the finished weights in half precision (accuracy is measured on the stored weights).")
+@click.option("--threads", type=int, default=2, show_default=True,
+              help="CPU threads for training (part of what makes a run reproducible).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for weights and manifest.json (default: the bundled zoo).")
-def zoo_train(archs, seeds, epochs, out) -> None:
-    """Train zoo models on the digits and record them (accuracy, size, sha256) in the folder's manifest."""
+def zoo_train(archs, seeds, data, epochs, checkpoints, half, threads, out) -> None:
+    """Train zoo models and record them (training data, accuracy, size, sha256) in the folder's manifest."""
     from gbs_core.zoo.registry import ARCHITECTURES, zoo_dir
-    from gbs_core.zoo.train import DEFAULT_EPOCHS, DEFAULT_LR, train_zoo_model
+    from gbs_core.zoo.train import DEFAULT_EPOCHS, DEFAULT_LR, NOISE_EPOCHS, train_zoo_model
 
     unknown = [a for a in archs if a not in ARCHITECTURES]
     if unknown:
         raise click.BadParameter(f"unknown architecture(s) {unknown}; choose from {', '.join(ARCHITECTURES)}",
                                  param_hint="--arch")
     folder = out or zoo_dir()
+    data_key = _DATA_CHOICES[data]
+    suffix = "" if data == "digits-noise" else "-digits"
     seed_list = [int(s) for s in _csv_list(seeds)] if seeds else None
+    ck = [int(e) for e in _csv_list(checkpoints)] if checkpoints else []
     for arch in archs or list(ARCHITECTURES):
-        for seed in seed_list if seed_list is not None else (list(range(10)) if arch == "tiny10" else [0]):
-            name = f"{arch}-s{seed}" if arch == "tiny10" else arch
-            entry = train_zoo_model(arch, seed, epochs=epochs or DEFAULT_EPOCHS[arch], out=folder,
-                                    lr=DEFAULT_LR.get(arch, 0.05), name=name, progress=_say)
-            click.echo(f"{entry.name}: test accuracy {entry.test_accuracy:.4f}, {entry.n_params:,} parameters")
+        for seed in seed_list if seed_list is not None else _FAMILY_SEEDS.get(arch, [0]):
+            name = (f"{arch}-s{seed}" if arch in _FAMILY_SEEDS else arch) + suffix
+            n_epochs = epochs or (NOISE_EPOCHS if data == "digits-noise" else DEFAULT_EPOCHS.get(arch, 30))
+            entry = train_zoo_model(arch, seed, epochs=n_epochs, out=folder, lr=DEFAULT_LR.get(arch, 0.05), name=name,
+                                    data=data_key, checkpoint_epochs=ck, half=half, threads=threads, progress=_say)
+            click.echo(f"{entry.name}: held-out accuracy {entry.test_accuracy:.4f}, {entry.n_params:,} parameters")
 
 
 if __name__ == "__main__":

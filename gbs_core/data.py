@@ -11,6 +11,9 @@ Sources
   preprocessing the bundled zoo was trained with. The split is stratified and fixed (``train_test_split`` with
   ``test_size=0.3``, ``random_state=0``): 1,257 training and 540 held-out images. The analyses use held-out images, as
   the papers analyse N = 500 samples the models never trained on.
+- :func:`gbs_core.digits_noise.load_digits_noise`: the **default**, the same digits rotated, scaled, shifted and laid
+  over uniform noise (a fixed seeded transform of the held-out split), hard enough that modularity rises over depth.
+  :func:`load_bundled` picks either bundled source by name.
 - :func:`load_image_folder`: one sub-folder per class of PNG/JPEG/BMP/GIF images.
 - :func:`load_cifar`: CIFAR-10 / CIFAR-100 python-pickle folders already on disk, read with a restricted unpickler
   that only builds plain containers and numpy arrays (a pickle that tries to run code is refused).
@@ -35,6 +38,9 @@ __all__ = [
     "Dataset",
     "DIGITS_SIZE",
     "load_digits",
+    "load_bundled",
+    "BUNDLED_SOURCES",
+    "DEFAULT_SOURCE",
     "load_image_folder",
     "load_cifar",
     "stratified_subsample",
@@ -390,3 +396,20 @@ def load_cifar(
         class_names=names,
         dataset_id=f"cifar{variant}-{split}-{_hash_arrays(x[:64], y)}-{len(y)}",
     )
+
+
+# --- the bundled sources by name -------------------------------------------------------------------------------------
+
+BUNDLED_SOURCES = {"digits-noise": "Digits in noise (bundled, default)", "digits": "Plain digits (bundled)"}
+DEFAULT_SOURCE = "digits-noise"
+
+
+def load_bundled(source: str = DEFAULT_SOURCE, split: Literal["train", "test", "all"] = "test") -> Dataset:
+    """A bundled source by name: ``"digits-noise"`` (the default, see :mod:`gbs_core.digits_noise`) or ``"digits"``."""
+    if source == "digits":
+        return load_digits(split)
+    if source == "digits-noise":
+        from gbs_core.digits_noise import load_digits_noise
+
+        return load_digits_noise(split)
+    raise ValueError(f"unknown bundled source {source!r}; choose one of {', '.join(BUNDLED_SOURCES)}")

@@ -53,9 +53,11 @@ __all__ = [
     "pruning_curve",
     "PRUNING_VERSION",
     "DEFAULT_FINETUNE",
+    "PruningData",
+    "pruning_data",
 ]
 
-PRUNING_VERSION = "1"  # bump when the meaning of a cached pruning result changes
+PRUNING_VERSION = "2"  # bump when the meaning of a cached pruning result changes
 # Fine-tuning defaults: a fifth of the zoo's learning rate, cosine schedule, the zoo's augmentation.
 DEFAULT_FINETUNE = TrainConfig(epochs=10, lr=0.01)
 
@@ -564,3 +566,43 @@ def pruning_curve(
 
     fs = feature_set(loaded, data, layers, cache=cache)
     return modularity_by_layer(fs, k=k, n_batches=n_batches, seed=seed, cache=cache)
+
+
+@dataclass(frozen=True, eq=False)
+class PruningData:
+    """The samples a pruning run of a bundled model uses, matched to the data it was trained on.
+
+    ``curve``: the fixed images of the training split the modularity curve is computed on; ``train``: the plain
+    training split fine-tuning draws from, with ``augment`` (for the digits in noise, a fresh noisy transform every
+    epoch, as in training); ``test``: the held-out split accuracy is measured on.
+    """
+
+    curve: Dataset
+    train: Dataset
+    test: Dataset
+    augment: Literal["shift", "digits-noise"]
+
+    def finetune_config(self, epochs: int = 10, lr: float = 0.01, **kwargs) -> TrainConfig:
+        """Fine-tuning settings with this data's augmentation (no pixel shifts on top of the noisy transform)."""
+        shift = 0 if self.augment == "digits-noise" else 2
+        return TrainConfig(epochs=epochs, lr=lr, augment=self.augment, max_shift=shift, **kwargs)
+
+
+def pruning_data(training_data: str, *, curve_samples: int | None = 500, train_samples: int | None = None,
+                 load: Callable[[str, str], Dataset] | None = None) -> PruningData:
+    """:class:`PruningData` for a model trained on ``training_data`` (a zoo manifest ``data`` name).
+
+    ``curve_samples`` and ``train_samples`` take stratified subsamples (seed 0; None for all). ``load(source, split)``
+    reads a bundled source (default :func:`gbs_core.data.load_bundled`; the dashboard passes its cached copy).
+    """
+    from gbs_core.data import load_bundled
+    from gbs_core.zoo.registry import bundled_source, training_augment
+
+    load = load or load_bundled
+    source, augment = bundled_source(training_data), training_augment(training_data)
+
+    def _take(data: Dataset, n: int | None) -> Dataset:
+        return data.subsample(n, seed=0) if n is not None and n < len(data) else data
+
+    return PruningData(curve=_take(load(source, "train"), curve_samples), train=_take(load("digits", "train"),
+                       train_samples), test=load(source, "test"), augment=augment)  # type: ignore[arg-type]

@@ -224,11 +224,13 @@ def run_sanity_check(
     return SanityResult(list(model_names), layers, dict(settings or {}), accuracy, per_layer, matrices)
 
 
-def zoo_seed_models(arch: str = "tiny10") -> list[str]:
-    """Names of the bundled models of one architecture trained from different seeds (``<arch>-s<seed>``)."""
-    from gbs_core.zoo.registry import list_zoo
+def zoo_seed_models(arch: str = "tiny10", data: str | None = None) -> list[str]:
+    """Names of the bundled models of one architecture trained from different seeds (``<arch>-s<seed>...``) on one
+    training data set (default: the zoo's default, the digits in noise)."""
+    from gbs_core.zoo.registry import DEFAULT_TRAINING_DATA, list_zoo
 
-    return [e.name for e in list_zoo() if e.arch == arch and e.name.startswith(f"{arch}-s")]
+    data = data or DEFAULT_TRAINING_DATA
+    return [e.name for e in list_zoo() if e.arch == arch and e.data == data and e.name.startswith(f"{arch}-s")]
 
 
 def run_zoo_sanity_check(
@@ -243,18 +245,22 @@ def run_zoo_sanity_check(
     cache: DiskCache | None = None,
     progress: Progress | None = None,
 ) -> SanityResult:
-    """The sanity check on bundled zoo models (default: every ``tiny10-s*``) with ``n_samples`` held-out digits
-    (a seeded subsample of the 540-image test split), optionally with conv maps average pooled, on ``layers``
-    (default: the architecture's default layers, which exclude the logits). ``data`` replaces the held-out digits
-    (e.g. a copy the caller already holds; ``n_samples`` and ``data_seed`` then subsample it)."""
-    from gbs_core.data import load_digits
+    """The sanity check on bundled zoo models (default: every ``tiny10-s*`` of the digits in noise) with
+    ``n_samples`` held-out images (a seeded subsample of the 540-image test split of the data the first model was
+    trained on), optionally with conv maps average pooled, on ``layers`` (default: the architecture's default layers,
+    which exclude the logits). ``data`` replaces the held-out images (e.g. a copy the caller already holds;
+    ``n_samples`` and ``data_seed`` then subsample it)."""
     from gbs_core.pipeline import ModelSpec, cached_activations, load_model
+    from gbs_core.zoo.registry import evaluation_data, list_zoo
 
     models = list(models) if models is not None else zoo_seed_models("tiny10")
     if len(models) < 2:
         raise ValueError(f"the sanity check needs at least 2 zoo models; got {models}")
     if data is None:
-        data = load_digits("test")
+        entries = {e.name: e for e in list_zoo(include_checkpoints=True)}
+        if models[0] not in entries:
+            raise KeyError(f"no zoo model named {models[0]!r}; the zoo has {', '.join(entries)}")
+        data = evaluation_data(entries[models[0]].data)
     if n_samples < len(data):
         data = data.subsample(n_samples, seed=data_seed)
     feats, ids = [], []

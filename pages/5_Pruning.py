@@ -11,8 +11,9 @@ st.title("Modularity-guided pruning")
 st.caption(
     "Layers whose modularity gain dQ is below the threshold are flagged (Modularity page). A flagged unit is removed "
     "when the network still fits without it (a residual block with an identity shortcut, a conv or linear block of "
-    "equal width); the others are listed with the reason. The pruned model is fine-tuned on the digits' training "
-    "split and tested on the held-out split. **Control:** as many removable units that were *not* flagged, drawn "
+    "equal width); the others are listed with the reason. The pruned model is fine-tuned on the training split of "
+    "the data the model was trained on (for the digits in noise, freshly transformed each epoch) and tested on its "
+    "held-out split. **Control:** as many removable units that were *not* flagged, drawn "
     "at random per seed and fine-tuned identically. The modularity curve is computed on training images."
 )
 models = [m for m in ws.models if m.spec is not None]
@@ -24,8 +25,9 @@ spec = next(m.spec for m in models if m.label == label)
 
 c1, c2, c3, c4 = st.columns(4)
 rule = c1.selectbox("Threshold", ["0.03 (paper)", "median dQ", "custom"], key="prune_rule",
-                    help="On the digits Q is high from the first layer, so 0.03 flags nearly every layer; the "
-                    "median of dQ flags about half, leaving unflagged layers for the control.")
+                    help="The paper's rule flags layers whose gain dQ is below 0.03. The median of dQ flags about "
+                    "half, always leaving unflagged layers for the control (on the plain digits Q is high from the "
+                    "first layer, so 0.03 flags nearly every layer there).")
 threshold = {"0.03 (paper)": 0.03, "median dQ": "median"}.get(rule)
 if threshold is None:
     threshold = c1.number_input("dQ threshold", 0.0, 0.5, 0.01, 0.001, format="%.3f", key="prune_thr")
@@ -50,7 +52,7 @@ res = experiments.as_pruning(result)
 plan = res.plan
 st.subheader("What the rule flags")
 a, b, c = st.columns(3)
-a.metric(f"Flagged (dQ < {plan.threshold:.4g})", len(plan.flagged))
+a.metric(f"Flagged (dQ < {plan.threshold:.4g}, rule: {rule})", f"{len(plan.flagged)} of {len(plan.units)}")
 b.metric("Removed in the pruned model", len(plan.to_remove))
 c.metric("Unflagged removable (control pool)", len(plan.control_pool))
 units = res.units_table()

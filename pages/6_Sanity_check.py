@@ -11,16 +11,21 @@ st.set_page_config(page_title="Sanity check · GBS Explorer", page_icon=workspac
 ws = workspace.show()
 st.title("Layer-identification sanity check")
 st.caption(
-    "For every ordered pair of the zoo's Tiny-10 networks (same architecture, different seeds) and every layer of "
+    "For every ordered pair of the zoo's Tiny-10 networks of one width (same architecture, different seeds) and "
+    "every layer of "
     "the first, an index passes when the most similar layer of the second is the same layer. Accuracy is the mean "
     "over layers and pairs (chance ≈ 1/8); the CKA paper's Table 2 numbers (CIFAR-10, N = 10,000) are shown beside "
-    "ours (digits, held-out images). Uses the sidebar's pooling setting; the models and N are chosen here."
+    "ours (held-out images of the networks' training data). Uses the sidebar's pooling setting; the models and N are "
+    "chosen here."
 )
-seeds = zoo_seed_models("tiny10")
+families = {"tiny10": "Tiny-10, 1x width", "tiny10x2": "Tiny-10, 2x width", "tiny10x4": "Tiny-10, 4x width"}
+families = {f: label for f, label in families.items() if len(zoo_seed_models(f)) >= 2}
 labels = {m.key: m.label for m in SANITY_METRICS}
-c1, c2 = st.columns([2, 1])
-models = c1.multiselect("Networks", seeds, default=seeds[:4], key="sanity_models")
-n = c2.number_input("Samples N (held-out digits, max 540)", 20, 540, 200, 10, key="sanity_n")
+c0, c1, c2 = st.columns([1, 2, 1])
+family = c0.selectbox("Family", list(families), format_func=families.get, key="sanity_family")
+seeds = zoo_seed_models(family)
+models = c1.multiselect("Networks", seeds, default=seeds[:4], key=f"sanity_models_{family}")
+n = c2.number_input("Samples N (held-out images, max 540)", 20, 540, 200, 10, key="sanity_n")
 metrics = st.multiselect("Indices", list(labels), default=["linear_cka", "rbf_cka_0.4", "gbs_dense", "gbs_knn"],
                          format_func=labels.get, key="sanity_metrics",
                          help="The CCA family costs most (an SVD per layer, one per pair of layers).")

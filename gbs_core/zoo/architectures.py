@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["ConvBNReLU", "LinearBNReLU", "Tiny10", "BasicBlock", "CifarResNet", "VGG", "MLP", "VGG_CONFIGS"]
+__all__ = ["ConvBNReLU", "LinearBNReLU", "Tiny10", "BasicBlock", "CifarResNet", "VGG", "MLP", "PlainNet",
+           "VGG_CONFIGS"]
 
 
 class ConvBNReLU(nn.Sequential):
@@ -40,23 +41,28 @@ class Tiny10(nn.Module):
     """The Tiny-10 CNN of the CKA paper (Kornblith et al. 2019, Table 7).
 
     conv3x3 16, conv3x3 16, conv3x3 32 stride 2, conv3x3 32, conv3x3 32, conv3x3 64 stride 2, conv3x3 64 valid padding,
-    conv1x1 64, each with batch norm and ReLU, then global average pooling and a linear classifier.
+    conv1x1 64, each with batch norm and ReLU, then global average pooling and a linear classifier. ``width`` multiplies
+    every channel count (the CKA paper's width family: 1x, 2x, 4x).
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10):
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 1):
         super().__init__()
+        if width < 1:
+            raise ValueError(f"width must be a positive integer multiplier; got {width}")
+        a, b, c = 16 * width, 32 * width, 64 * width
+        self.width = width
         self.features = nn.Sequential(
-            ConvBNReLU(in_channels, 16),
-            ConvBNReLU(16, 16),
-            ConvBNReLU(16, 32, stride=2),
-            ConvBNReLU(32, 32),
-            ConvBNReLU(32, 32),
-            ConvBNReLU(32, 64, stride=2),
-            ConvBNReLU(64, 64, padding=0),
-            ConvBNReLU(64, 64, kernel_size=1),
+            ConvBNReLU(in_channels, a),
+            ConvBNReLU(a, a),
+            ConvBNReLU(a, b, stride=2),
+            ConvBNReLU(b, b),
+            ConvBNReLU(b, b),
+            ConvBNReLU(b, c, stride=2),
+            ConvBNReLU(c, c, padding=0),
+            ConvBNReLU(c, c, kernel_size=1),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(64, num_classes)
+        self.classifier = nn.Linear(c, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
@@ -148,6 +154,7 @@ class CifarResNet(nn.Module):
 VGG_CONFIGS: dict[str, list[int | str]] = {
     "vgg11": [16, "M", 32, "M", 64, 64, "M", 128, 128, 128, 128],
     "vgg16": [16, 16, "M", 32, 32, "M", 64, 64, 64, "M", 128, 128, 128, 128, 128, 128],
+    "vgg19": [16, 16, "M", 32, 32, "M", 64, 64, 64, 64, "M", 128, 128, 128, 128, 128, 128, 128, 128],
 }
 
 
@@ -192,3 +199,36 @@ class MLP(nn.Module):
 
     def default_layers(self) -> list[str]:
         return [f"hidden.{i}" for i in range(len(self.hidden))]
+
+
+class PlainNet(nn.Module):
+    """Plain-(8n+2): a conv stack without shortcuts, the CKA paper's depth family (Kornblith et al. 2019, section 6.1).
+
+    A conv stem, four stages of ``2n`` conv blocks (conv 3x3, batch norm, ReLU) of width 16, 32, 64 and 128, each later
+    stage opening with a stride-2 conv (16 -> 8 -> 4 -> 2 on the digits), global average pooling and a linear
+    classifier: ``8n`` convs in the stages, plus the stem and the classifier, ``8n + 2`` weight layers. Deep plain nets
+    develop the block structure (large groups of layers with near-identical representations) seen in CKA heatmaps.
+    """
+
+    def __init__(self, depth: int = 10, in_channels: int = 1, num_classes: int = 10,
+                 widths: Sequence[int] = (16, 32, 64, 128)):
+        super().__init__()
+        if (depth - 2) % 8 != 0 or depth < 10:
+            raise ValueError(f"depth must be 8n + 2 with n >= 1 (10, 18, 34, ...); got {depth}")
+        per_stage = (depth - 2) // 8 * 2
+        layers: list[nn.Module] = [ConvBNReLU(in_channels, widths[0])]
+        c_in = widths[0]
+        for s, width in enumerate(widths):
+            for b in range(per_stage):
+                layers.append(ConvBNReLU(c_in, width, stride=2 if (s > 0 and b == 0) else 1))
+                c_in = width
+        self.depth = depth
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+    def default_layers(self) -> list[str]:
+        return [f"features.{i}" for i in range(len(self.features))]

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gbs_core.zoo.architectures import MLP, VGG, CifarResNet, Tiny10
+from gbs_core.zoo.architectures import MLP, VGG, CifarResNet, PlainNet, Tiny10
 
 __all__ = [
     "ARCHITECTURES",
@@ -31,6 +31,12 @@ __all__ = [
     "load_state_dict_file",
     "file_sha256",
     "write_manifest_entry",
+    "list_checkpoints",
+    "evaluation_data",
+    "bundled_source",
+    "training_augment",
+    "TRAINING_DATA",
+    "DEFAULT_TRAINING_DATA",
     "InputAdapter",
     "AdaptedModel",
     "build_torchvision_model",
@@ -39,13 +45,29 @@ __all__ = [
 
 MAX_CHECKPOINT_BYTES = 500 * 1024 * 1024
 
+# What a zoo model was trained on (the manifest's ``data``) -> (in words, sub-folder of the zoo, suffix of the names of
+# its models, bundled source of gbs_core.data.load_bundled, training augmentation of TrainConfig). The digits in noise
+# are the default; the plain-digits models keep their old names with "-digits" appended.
+TRAINING_DATA = {
+    "digits-noise-v1-16px": ("digits in noise", "digits-noise", "", "digits-noise", "digits-noise"),
+    "digits-16px": ("plain digits", "digits", "-digits", "digits", "shift"),
+}
+DEFAULT_TRAINING_DATA = "digits-noise-v1-16px"
+
 ARCHITECTURES = {
     "tiny10": lambda in_ch, n_cls, size: Tiny10(in_channels=in_ch, num_classes=n_cls),
+    "tiny10x2": lambda in_ch, n_cls, size: Tiny10(in_channels=in_ch, num_classes=n_cls, width=2),
+    "tiny10x4": lambda in_ch, n_cls, size: Tiny10(in_channels=in_ch, num_classes=n_cls, width=4),
     "resnet20": lambda in_ch, n_cls, size: CifarResNet(20, in_channels=in_ch, num_classes=n_cls),
     "resnet56": lambda in_ch, n_cls, size: CifarResNet(56, in_channels=in_ch, num_classes=n_cls),
+    "resnet110": lambda in_ch, n_cls, size: CifarResNet(110, in_channels=in_ch, num_classes=n_cls),
     "vgg11": lambda in_ch, n_cls, size: VGG("vgg11", in_channels=in_ch, num_classes=n_cls),
     "vgg16": lambda in_ch, n_cls, size: VGG("vgg16", in_channels=in_ch, num_classes=n_cls),
+    "vgg19": lambda in_ch, n_cls, size: VGG("vgg19", in_channels=in_ch, num_classes=n_cls),
     "mlp8": lambda in_ch, n_cls, size: MLP(in_features=in_ch * size * size, depth=8, num_classes=n_cls),
+    "plain10": lambda in_ch, n_cls, size: PlainNet(10, in_channels=in_ch, num_classes=n_cls),
+    "plain18": lambda in_ch, n_cls, size: PlainNet(18, in_channels=in_ch, num_classes=n_cls),
+    "plain34": lambda in_ch, n_cls, size: PlainNet(34, in_channels=in_ch, num_classes=n_cls),
 }
 TORCHVISION_ARCHITECTURES = ("resnet18", "vgg11_bn", "mobilenet_v3_small")
 
@@ -78,6 +100,21 @@ class ZooEntry:
     @property
     def path(self) -> Path:
         return zoo_dir() / self.file
+
+    @property
+    def checkpoint_of(self) -> str | None:
+        """The model this is a training checkpoint of (None for a finished model)."""
+        return self.extra.get("checkpoint_of")
+
+    @property
+    def epoch(self) -> int:
+        """The training epoch of these weights (``epochs`` for a finished model, 0 before the first step)."""
+        return int(self.extra.get("epoch", self.epochs))
+
+    @property
+    def data_label(self) -> str:
+        """The training data in words ("digits in noise", "plain digits")."""
+        return TRAINING_DATA[self.data][0] if self.data in TRAINING_DATA else self.data
 
 
 def zoo_dir() -> Path:
@@ -112,8 +149,7 @@ def _read_manifest(folder: Path) -> dict:
         return json.load(fh)
 
 
-def list_zoo() -> list[ZooEntry]:
-    """The bundled models, in manifest order."""
+def _all_entries() -> list[ZooEntry]:
     entries = []
     for name, rec in _read_manifest(zoo_dir()).get("models", {}).items():
         rec = dict(rec)
@@ -122,23 +158,76 @@ def list_zoo() -> list[ZooEntry]:
     return entries
 
 
+def list_zoo(*, include_checkpoints: bool = False) -> list[ZooEntry]:
+    """The bundled models, in manifest order: the default data's models first, then the plain-digits ones.
+
+    Training checkpoints (see :func:`list_checkpoints`) are left out unless ``include_checkpoints``.
+    """
+    return [e for e in _all_entries() if include_checkpoints or e.checkpoint_of is None]
+
+
+def list_checkpoints(name: str) -> list[ZooEntry]:
+    """The training checkpoints kept for zoo model ``name``, by epoch (epoch 0 is the initialisation), ending with the
+    finished model itself; empty when none were kept."""
+    entries = _all_entries()
+    chain = sorted((e for e in entries if e.checkpoint_of == name), key=lambda e: e.epoch)
+    final = [e for e in entries if e.name == name]
+    return chain + final if chain else []
+
+
+def _training_data(data: str) -> tuple[str, str, str, str, str]:
+    if data not in TRAINING_DATA:
+        raise ValueError(f"unknown training data {data!r}; known: {', '.join(TRAINING_DATA)}")
+    return TRAINING_DATA[data]
+
+
+def bundled_source(data: str) -> str:
+    """The :func:`gbs_core.data.load_bundled` source of a manifest ``data`` name ("digits-noise" or "digits")."""
+    return _training_data(data)[3]
+
+
+def training_augment(data: str) -> str:
+    """The :class:`~gbs_core.zoo.train.TrainConfig` ``augment`` that training (and fine-tuning) on ``data`` uses."""
+    return _training_data(data)[4]
+
+
+def evaluation_data(data: str, split: str = "test"):
+    """The held-out split (or, with ``split="train"``, the fixed transform of the training split) of a zoo model's
+    training data, from its manifest ``data`` name: what its accuracy and its modularity curve are measured on."""
+    from gbs_core.data import load_bundled
+
+    return load_bundled(bundled_source(data), split)
+
+
 def write_manifest_entry(folder: Path, entry: ZooEntry) -> None:
-    """Add or replace one model's record in ``folder/manifest.json`` (written atomically)."""
-    manifest = _read_manifest(folder)
-    rec = asdict(entry)
-    rec.pop("name")
-    rec["input_shape"] = list(rec["input_shape"])
-    manifest.setdefault("models", {})[entry.name] = rec
-    manifest["models"] = dict(sorted(manifest["models"].items(), key=lambda kv: _zoo_order(kv[0])))
-    tmp = folder / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, folder / "manifest.json")
+    """Add or replace one model's record in ``folder/manifest.json`` (written atomically, under a lock so parallel
+    training runs into one folder do not lose each other's records)."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "manifest.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = _read_manifest(folder)
+        rec = asdict(entry)
+        rec.pop("name")
+        rec["input_shape"] = list(rec["input_shape"])
+        manifest.setdefault("models", {})[entry.name] = rec
+        manifest["models"] = dict(sorted(manifest["models"].items(), key=lambda kv: _zoo_order(kv[0], kv[1])))
+        tmp = folder / f"manifest.json.tmp{os.getpid()}"
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        os.replace(tmp, folder / "manifest.json")
 
 
-def _zoo_order(name: str) -> tuple:
-    order = ["resnet56", "resnet20", "vgg16", "vgg11", "mlp8", "tiny10"]
-    base, _, seed = name.partition("-s")
-    return (order.index(base) if base in order else len(order), base, int(seed) if seed.isdigit() else 0)
+_ZOO_ORDER = ["resnet56", "resnet20", "resnet110", "vgg16", "vgg11", "vgg19", "mlp8", "tiny10", "tiny10x2", "tiny10x4",
+              "plain10", "plain18", "plain34"]
+
+
+def _zoo_order(name: str, rec: dict) -> tuple:
+    data_rank = list(TRAINING_DATA).index(rec["data"]) if rec.get("data") in TRAINING_DATA else len(TRAINING_DATA)
+    arch = rec.get("arch", name)
+    extra = rec.get("extra") or {}
+    return (data_rank, _ZOO_ORDER.index(arch) if arch in _ZOO_ORDER else len(_ZOO_ORDER), arch, rec.get("seed", 0),
+            extra.get("checkpoint_of") is None, int(extra.get("epoch", 0)), name)
 
 
 def load_zoo_model(name: str) -> tuple[nn.Module, ZooEntry]:
@@ -151,7 +240,7 @@ def load_zoo_model(name: str) -> tuple[nn.Module, ZooEntry]:
     CheckpointError
         The weights file is missing or its hash differs from the manifest.
     """
-    entries = {e.name: e for e in list_zoo()}
+    entries = {e.name: e for e in list_zoo(include_checkpoints=True)}
     if name not in entries:
         raise KeyError(f"no zoo model named {name!r}; the zoo has {', '.join(entries) or 'no models'}")
     entry = entries[name]
