@@ -375,22 +375,33 @@ def zoo() -> None:
 
 
 @zoo.command("list")
+@click.option("--checkpoints", "checkpoints_of", default=None, metavar="MODEL",
+              help="List MODEL's training checkpoints (epoch 0 = initialisation) instead of the finished models.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write zoo.csv into this folder.")
-def zoo_list(out: Path | None) -> None:
-    """Print the bundled models with their recorded test accuracy and size."""
+def zoo_list(checkpoints_of: str | None, out: Path | None) -> None:
+    """Print the bundled models with their training data, held-out accuracy and size."""
     from dataclasses import asdict
 
     import pandas as pd
 
-    from gbs_core.zoo.registry import list_zoo
+    from gbs_core.zoo.registry import list_checkpoints, list_zoo
 
-    entries = list_zoo()
+    if checkpoints_of is not None:
+        entries = list_checkpoints(checkpoints_of)
+        if not entries:
+            with_ck = sorted({e.checkpoint_of for e in list_zoo(include_checkpoints=True) if e.checkpoint_of})
+            raise click.ClickException(f"no training checkpoints kept for {checkpoints_of!r}; models with "
+                                       f"checkpoints: {', '.join(with_ck) or 'none'}")
+    else:
+        entries = list_zoo()
     for e in entries:
-        click.echo(f"{e.name:12s} {e.arch:9s} seed {e.seed}  acc {e.test_accuracy:.4f}  params {e.n_params:,}")
+        click.echo(f"{e.name:18s} {e.arch:9s} seed {e.seed}  epoch {e.epoch:3d}  {e.data_label:15s}  "
+                   f"acc {e.test_accuracy:.4f}  params {e.n_params:,}")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        rows = [{k: v for k, v in asdict(e).items() if k not in ("extra", "input_shape")} for e in entries]
+        rows = [{**{k: v for k, v in asdict(e).items() if k not in ("extra", "input_shape")},
+                 "training_data": e.data_label, "epoch": e.epoch} for e in entries]
         _write_csv(out / "zoo.csv", pd.DataFrame(rows))
 
 
@@ -405,7 +416,7 @@ _FAMILY_SEEDS = {"tiny10": list(range(10)), "tiny10x2": [0, 1, 2], "tiny10x4": [
 @click.option("--data", "data", type=click.Choice(list(_DATA_CHOICES)), default="digits-noise", show_default=True,
               help="Training data: the digits in noise (fresh transform every epoch) or the plain digits.")
 @click.option("--epochs", type=int, default=None,
-              help="Override the epoch count (default: 40 on the digits in noise, per architecture on plain digits).")
+              help="Override the epoch count (default: per architecture, see gbs_core.zoo.train.NOISE_EPOCHS).")
 @click.option("--checkpoints", default=None,
               help="Comma-separated epochs after which to keep half-precision training checkpoints (0 = init), "
                    "e.g. 0,1,2,4,8,16.")
@@ -432,7 +443,8 @@ def zoo_train(archs, seeds, data, epochs, checkpoints, half, threads, out) -> No
     for arch in archs or list(ARCHITECTURES):
         for seed in seed_list if seed_list is not None else _FAMILY_SEEDS.get(arch, [0]):
             name = (f"{arch}-s{seed}" if arch in _FAMILY_SEEDS else arch) + suffix
-            n_epochs = epochs or (NOISE_EPOCHS if data == "digits-noise" else DEFAULT_EPOCHS.get(arch, 30))
+            n_epochs = epochs or (NOISE_EPOCHS.get(arch, NOISE_EPOCHS["default"]) if data == "digits-noise"
+                                  else DEFAULT_EPOCHS.get(arch, 30))
             entry = train_zoo_model(arch, seed, epochs=n_epochs, out=folder, lr=DEFAULT_LR.get(arch, 0.05), name=name,
                                     data=data_key, checkpoint_epochs=ck, half=half, threads=threads, progress=_say)
             click.echo(f"{entry.name}: held-out accuracy {entry.test_accuracy:.4f}, {entry.n_params:,} parameters")

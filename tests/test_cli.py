@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -91,7 +92,10 @@ def test_prune_writes_every_file(run, tmp_path):
     full = json.loads((out / "pruning.json").read_text())
     assert full["settings"]["finetune"]["epochs"] == 1 and full["settings"]["threshold_rule"] == "median"
     if full["flagged"] is not None:
-        assert list(table["variant"]) == ["original", "flagged", "control", "control"]
+        # one control per seed, except that seeds drawing the same units share one (a small pool has few choices)
+        plan = full["plan"]
+        n_distinct = math.comb(len(plan["control_pool"]), len(plan["to_remove"]))
+        assert list(table["variant"]) == ["original", "flagged"] + ["control"] * min(2, n_distinct)
         assert "flagged" in res.output
     assert "epoch 1/1" in res.output
 
@@ -124,5 +128,21 @@ def test_zoo_list_and_train(run, tmp_path):
     assert "resnet56" in set(zoo["name"]) and "tiny10-s9" in set(zoo["name"]) and "resnet56" in res.output
     run("zoo", "train", "--arch", "tiny10", "--seeds", "7", "--epochs", "1", "--out", str(tmp_path / "t"))
     manifest = json.loads((tmp_path / "t" / "manifest.json").read_text())
-    assert list(manifest["models"]) == ["tiny10-s7"] and (tmp_path / "t" / "tiny10-s7.pt").is_file()
+    assert list(manifest["models"]) == ["tiny10-s7"] and (tmp_path / "t" / "digits-noise" / "tiny10-s7.pt").is_file()
     assert manifest["models"]["tiny10-s7"]["epochs"] == 1
+    assert manifest["models"]["tiny10-s7"]["data"] == "digits-noise-v1-16px"
+    run("zoo", "train", "--arch", "tiny10", "--seeds", "7", "--epochs", "1", "--data", "digits", "--out",
+        str(tmp_path / "t"))
+    manifest = json.loads((tmp_path / "t" / "manifest.json").read_text())
+    assert list(manifest["models"]) == ["tiny10-s7", "tiny10-s7-digits"]
+    assert manifest["models"]["tiny10-s7-digits"]["file"] == "digits/tiny10-s7-digits.pt"
+
+
+def test_zoo_list_shows_training_data_and_checkpoints(run):
+    res = run("zoo", "list")
+    lines = {line.split()[0]: line for line in res.output.splitlines() if line.strip()}
+    assert "digits in noise" in lines["resnet56"] and "plain digits" in lines["resnet56-digits"]
+    assert "tiny10-s0-ep4" not in lines
+    res = run("zoo", "list", "--checkpoints", "tiny10-s0")
+    names = [line.split()[0] for line in res.output.splitlines() if line.strip()]
+    assert names[0] == "tiny10-s0-ep0" and names[-1] == "tiny10-s0" and "tiny10-s0-ep16" in names

@@ -1,7 +1,8 @@
 """Every dashboard page, headless through Streamlit's AppTest: what it shows with the default workspace and what it
 says for bad input (N larger than the data, k >= N, a constant layer, a checkpoint that does not fit).
 
-The default workspace is the bundled digits (N = 500, seed 0) with the zoo's ResNet-56 and its 28 default layers.
+The default workspace is the bundled digits in noise (N = 500, seed 0) with the zoo's ResNet-56 and its 28 default
+layers.
 All tests share one disk cache in a temporary folder and Streamlit's in-process caches, so only the first page run
 extracts activations and fits UMAP.
 """
@@ -60,10 +61,11 @@ def test_home_shows_one_card_per_model_and_links():
     assert metrics["Accuracy (test split)"].endswith("%")
     q = float(metrics["Final-layer modularity Q"])
     assert 0.3 < q <= 1.0  # a trained ResNet-56 separates the ten digits in its last block
-    assert 0 <= int(metrics["Prunable layers (dQ < 0.03)"]) <= N_RESNET56_LAYERS - 1
+    flagged, of = metrics["Flagged by dQ < 0.03"].split(" of ")
+    assert int(of) == N_RESNET56_LAYERS and 0 <= int(flagged) <= N_RESNET56_LAYERS - 1
     links = [link.proto.page for link in at.get("page_link")]  # every page of pages/, in order, by its URL path
     assert links == ["Sample_graph", "Modularity", "Similarity", "Motifs", "Pruning", "Sanity_check"]
-    assert "resnet56" in at.info[0].value
+    assert "resnet56" in at.info[0].value and "digits in noise" in at.info[0].value
 
 
 def test_sample_graph_draws_every_sample_with_hover_and_a_scatter():
@@ -205,7 +207,7 @@ def test_constant_layer_is_named_in_the_error(tmp_path):
 
 def test_checkpoint_that_does_not_fit_keeps_the_selection(tmp_path):
     at = open_page()
-    wrong = (ROOT / "assets" / "zoo" / "resnet20.pt").read_bytes()  # a ResNet-20 state_dict offered as a ResNet-56
+    wrong = (ROOT / "assets" / "zoo" / "digits-noise" / "resnet20.pt").read_bytes()  # a ResNet-20 state_dict offered as a ResNet-56
     at.selectbox(key="ckpt_arch").set_value("resnet56").run()
     at.file_uploader(key="ckpt_file").set_value(("resnet20.pt", wrong, "application/octet-stream")).run()
     at.button(key="ckpt_add").click().run()
@@ -217,7 +219,7 @@ def test_checkpoint_that_does_not_fit_keeps_the_selection(tmp_path):
 
 def test_checkpoint_that_fits_joins_the_selection():
     at = open_page()
-    good = (ROOT / "assets" / "zoo" / "tiny10-s0.pt").read_bytes()
+    good = (ROOT / "assets" / "zoo" / "digits-noise" / "tiny10-s0.pt").read_bytes()
     at.selectbox(key="ckpt_arch").set_value("tiny10").run()
     at.file_uploader(key="ckpt_file").set_value(("tiny.pt", good, "application/octet-stream")).run()
     at.button(key="ckpt_add").click().run()

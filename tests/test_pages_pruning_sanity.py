@@ -51,7 +51,7 @@ def test_pruning_page_runs_shows_results_and_reads_them_back():
 
 def test_sanity_page_shows_table_and_heatmap():
     at = open_page("pages/6_Sanity_check.py")
-    _by_key(at.multiselect, "sanity_models").set_value(["tiny10-s0", "tiny10-s1", "tiny10-s2"])
+    _by_key(at.multiselect, "sanity_models_tiny10").set_value(["tiny10-s0", "tiny10-s1", "tiny10-s2"])
     _by_key(at.number_input, "sanity_n").set_value(60)
     _by_key(at.multiselect, "sanity_metrics").set_value(["linear_cka", "gbs_dense"])
     at.run()
@@ -71,7 +71,7 @@ def test_sanity_page_shows_table_and_heatmap():
 
 def test_sanity_page_needs_two_networks():
     at = open_page("pages/6_Sanity_check.py")
-    _by_key(at.multiselect, "sanity_models").set_value(["tiny10-s0"])
+    _by_key(at.multiselect, "sanity_models_tiny10").set_value(["tiny10-s0"])
     at.run()
     assert_clean(at)
     assert any("at least two networks" in w.value for w in at.warning)
