@@ -27,11 +27,19 @@ from dashboard.errors import DashboardError
 from gbs_core import analysis
 from gbs_core.activations import list_layers, load_saved_activations
 from gbs_core.cache import DiskCache
-from gbs_core.data import BUNDLED_SOURCES, DEFAULT_SOURCE, DIGITS_SIZE, Dataset, load_bundled, load_cifar
-from gbs_core.data import load_image_folder
+from gbs_core.data import (
+    BUNDLED_SOURCES,
+    DEFAULT_SOURCE,
+    DIGITS_SIZE,
+    Dataset,
+    load_bundled,
+    load_cifar,
+    load_image_folder,
+)
 from gbs_core.pipeline import LoadedModel, ModelSpec
 from gbs_core.pipeline import load_model as _core_load_model
 from gbs_core.zoo import list_zoo
+from gbs_core.zoo.registry import TRAINING_DATA, bundled_source
 
 __all__ = [
     "disk_cache",
@@ -359,10 +367,14 @@ def graph_html(fs, layer: str, *, k: int, max_nodes: int = graph_view.MAX_NODES,
 
 
 def accuracy(fs) -> tuple[float | None, str]:
-    """The model's accuracy and where it was measured: the zoo's held-out split, else the N samples shown."""
+    """The model's accuracy and where it was measured: for a zoo model shown on its own training data, the recorded
+    accuracy on the whole held-out split; otherwise on the N samples shown (e.g. a plain-digits model on the noisy
+    digits)."""
     zoo = {e.name: e for e in zoo_entries()}
-    if fs.name in zoo:
-        return zoo[fs.name].test_accuracy, "test split"
+    if fs.name in zoo and zoo[fs.name].data in TRAINING_DATA:
+        own = bundled(bundled_source(zoo[fs.name].data), "test").dataset_id
+        if fs.dataset_id == own or fs.dataset_id.startswith(own + "/"):
+            return zoo[fs.name].test_accuracy, "test split"
     if fs.predictions is None:
         return None, "no predictions"
     return float(np.mean(fs.predictions == fs.labels)), f"{fs.n_samples} samples"

@@ -9,12 +9,14 @@ from gbs_core.cache import *  # noqa: F403
 from gbs_core.cache import __all__ as _cache_all
 from gbs_core.data import *  # noqa: F403
 from gbs_core.data import __all__ as _data_all
+from gbs_core.digits_noise import *  # noqa: F403
+from gbs_core.digits_noise import __all__ as _noise_all
 from gbs_core.pipeline import *  # noqa: F403
 from gbs_core.pipeline import __all__ as _pipe_all
 from gbs_core.zoo import *  # noqa: F403
 from gbs_core.zoo import __all__ as _zoo_all
 
-__all__ = [*_data_all, *_zoo_all, *_act_all, *_cache_all, *_pipe_all]
+__all__ = [*_data_all, *_noise_all, *_zoo_all, *_act_all, *_cache_all, *_pipe_all]
 
 # --- core metrics (issue 3) ---
 from gbs_core import embedding as _embedding  # noqa: E402

@@ -219,3 +219,19 @@ def test_pruning_run_with_nothing_removable_flagged():
     res = run_pruning(model, q, _toy_data(), _toy_data(tag="test"), finetune=TrainConfig(epochs=1), control_seeds=[0])
     assert res.plan.flagged == ("layer2.0",) and res.flagged is None and res.controls == []
     assert list(res.table()["variant"]) == ["original"]
+
+
+def test_pruning_data_follows_the_models_training_data():
+    from gbs_core.pruning import pruning_data
+
+    noisy = pruning_data("digits-noise-v1-16px", curve_samples=50, train_samples=80)
+    assert noisy.curve.dataset_id.startswith("digits-noise-v1-train-16px/") and len(noisy.curve) == 50
+    assert noisy.train.dataset_id.startswith("digits-train-16px/") and len(noisy.train) == 80  # augmented per epoch
+    assert noisy.test.dataset_id == "digits-noise-v1-test-16px" and len(noisy.test) == 540
+    cfg = noisy.finetune_config(3, 0.02)
+    assert (cfg.epochs, cfg.lr, cfg.augment, cfg.max_shift) == (3, 0.02, "digits-noise", 0)
+    plain = pruning_data("digits-16px", curve_samples=None)
+    assert plain.curve.dataset_id == "digits-train-16px" and plain.test.dataset_id == "digits-test-16px"
+    assert plain.finetune_config().augment == "shift" and plain.finetune_config().max_shift == 2
+    with pytest.raises(ValueError, match="unknown training data 'cifar'"):
+        pruning_data("cifar")

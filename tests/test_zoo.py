@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from gbs_core.data import load_digits
-from gbs_core.zoo.registry import DEFAULT_TRAINING_DATA, evaluation_data
 from gbs_core.zoo import (
     ARCHITECTURES,
     CheckpointError,
@@ -24,6 +23,7 @@ from gbs_core.zoo import (
     load_zoo_model,
     zoo_dir,
 )
+from gbs_core.zoo.registry import DEFAULT_TRAINING_DATA, evaluation_data
 
 NOISE_MODELS = ({"resnet20", "resnet56", "resnet110", "vgg11", "vgg16", "vgg19", "mlp8", "plain10", "plain18", "plain34"}
                 | {f"tiny10-s{i}" for i in range(10)} | {f"tiny10x{w}-s{i}" for w in (2, 4) for i in range(3)})
@@ -183,11 +183,12 @@ def test_checkpoint_loading_is_weights_only(tmp_path):
 
 def test_manifest_records_training_settings():
     manifest = json.loads((zoo_dir() / "manifest.json").read_text())["models"]
-    for name in REQUIRED:
+    for name in NOISE_MODELS | DIGITS_MODELS:
         rec = manifest[name]
-        for field in ("arch", "seed", "epochs", "optimizer", "test_accuracy", "n_params", "sha256"):
+        for field in ("arch", "seed", "epochs", "optimizer", "test_accuracy", "n_params", "sha256", "data"):
             assert field in rec, (name, field)
     assert sorted(manifest[f"tiny10-s{i}"]["seed"] for i in range(10)) == list(range(10))
+    assert sorted(manifest[f"tiny10x4-s{i}"]["seed"] for i in range(3)) == [0, 1, 2]
 
 
 def test_width_family_multiplies_every_channel_count():
@@ -242,3 +243,9 @@ def test_checkpoints_are_saved_in_half_precision_and_load_into_float_models(tmp_
     model = Tiny10()
     load_state_dict_file(tmp_path / manifest["tiny10-ep0"]["file"], model)
     assert model.classifier.weight.dtype == torch.float32
+
+
+def test_unknown_augmentation_is_refused():
+    train = load_digits("train").subsample(20, seed=0)
+    with pytest.raises(ValueError, match="augment must be 'shift' or 'digits-noise'; got 'blur'"):
+        fit(Tiny10(), train, TrainConfig(epochs=1, augment="blur"))  # type: ignore[arg-type]
