@@ -37,7 +37,23 @@ class LinearBNReLU(nn.Sequential):
         super().__init__(nn.Linear(d_in, d_out, bias=False), nn.BatchNorm1d(d_out), nn.ReLU(inplace=False))
 
 
-class Tiny10(nn.Module):
+class _ConvStack(nn.Module):
+    """``features`` (an ``nn.Sequential`` of conv blocks, maybe with pools), global average pooling, a linear
+    classifier; the conv blocks are the default layers."""
+
+    def _finish(self, layers: Sequence[nn.Module], c_out: int, num_classes: int) -> None:
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_out, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+    def default_layers(self) -> list[str]:
+        return [f"features.{i}" for i, m in enumerate(self.features) if isinstance(m, ConvBNReLU)]
+
+
+class Tiny10(_ConvStack):
     """The Tiny-10 CNN of the CKA paper (Kornblith et al. 2019, Table 7).
 
     conv3x3 16, conv3x3 16, conv3x3 32 stride 2, conv3x3 32, conv3x3 32, conv3x3 64 stride 2, conv3x3 64 valid padding,
@@ -51,7 +67,7 @@ class Tiny10(nn.Module):
             raise ValueError(f"width must be a positive integer multiplier; got {width}")
         a, b, c = 16 * width, 32 * width, 64 * width
         self.width = width
-        self.features = nn.Sequential(
+        self._finish([
             ConvBNReLU(in_channels, a),
             ConvBNReLU(a, a),
             ConvBNReLU(a, b, stride=2),
@@ -60,15 +76,7 @@ class Tiny10(nn.Module):
             ConvBNReLU(b, c, stride=2),
             ConvBNReLU(c, c, padding=0),
             ConvBNReLU(c, c, kernel_size=1),
-        )
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
-
-    def default_layers(self) -> list[str]:
-        return [f"features.{i}" for i in range(len(self.features))]
+        ], c, num_classes)
 
 
 class BasicBlock(nn.Module):
@@ -158,7 +166,7 @@ VGG_CONFIGS: dict[str, list[int | str]] = {
 }
 
 
-class VGG(nn.Module):
+class VGG(_ConvStack):
     """VGG-style conv stack with batch norm: conv blocks and max-pools from a channel plan, global average pooling,
     and a linear classifier."""
 
@@ -174,15 +182,7 @@ class VGG(nn.Module):
                 layers.append(ConvBNReLU(c_in, int(item)))
                 c_in = int(item)
         self.plan = list(plan)
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_in, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
-
-    def default_layers(self) -> list[str]:
-        return [f"features.{i}" for i, m in enumerate(self.features) if isinstance(m, ConvBNReLU)]
+        self._finish(layers, c_in, num_classes)
 
 
 class MLP(nn.Module):
@@ -201,7 +201,7 @@ class MLP(nn.Module):
         return [f"hidden.{i}" for i in range(len(self.hidden))]
 
 
-class PlainNet(nn.Module):
+class PlainNet(_ConvStack):
     """Plain-(8n+2): a conv stack without shortcuts, the CKA paper's depth family (Kornblith et al. 2019, section 6.1).
 
     A conv stem, four stages of ``2n`` conv blocks (conv 3x3, batch norm, ReLU) of width 16, 32, 64 and 128, each later
@@ -223,12 +223,4 @@ class PlainNet(nn.Module):
                 layers.append(ConvBNReLU(c_in, width, stride=2 if (s > 0 and b == 0) else 1))
                 c_in = width
         self.depth = depth
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_in, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
-
-    def default_layers(self) -> list[str]:
-        return [f"features.{i}" for i in range(len(self.features))]
+        self._finish(layers, c_in, num_classes)
