@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec .venv/bin/streamlit run app.py --browser.gatherUsageStats false "$@"
+# loopback only unless told otherwise (GBS_ADDRESS=0.0.0.0 make run to share on the network)
+exec .venv/bin/streamlit run app.py --browser.gatherUsageStats false --server.address "${GBS_ADDRESS:-127.0.0.1}" "$@"
