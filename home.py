@@ -3,8 +3,7 @@
 import streamlit as st
 
 from dashboard import cached, errors, navigation, workspace
-
-PRUNE_THRESHOLD = 0.03  # the modularity paper's rule: a layer whose gain dQ is below this is a pruning candidate
+from gbs_core.metrics.modularity import PAPER_PRUNE_THRESHOLD as PRUNE_THRESHOLD
 
 st.set_page_config(page_title="GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
 ws = workspace.show()

@@ -32,6 +32,7 @@ from gbs_core.data import (
     DEFAULT_SOURCE,
     DIGITS_SIZE,
     Dataset,
+    bundled_dataset_id,
     load_bundled,
     load_cifar,
     load_image_folder,
@@ -39,7 +40,7 @@ from gbs_core.data import (
 from gbs_core.pipeline import LoadedModel, ModelSpec
 from gbs_core.pipeline import load_model as _core_load_model
 from gbs_core.zoo import list_zoo
-from gbs_core.zoo.registry import TRAINING_DATA, bundled_source
+from gbs_core.zoo.registry import TRAINING_DATA
 
 __all__ = [
     "disk_cache",
@@ -118,7 +119,7 @@ def bundled(source: str = DEFAULT_SOURCE, split: str = "test") -> Dataset:
         "split": split,
         "size": DIGITS_SIZE,
         "scikit-learn": version("scikit-learn"),
-        "construction": 1,
+        "dataset_id": bundled_dataset_id(source, split),  # names the noisy construction's version
     }
 
     def compute():
@@ -372,7 +373,7 @@ def accuracy(fs) -> tuple[float | None, str]:
     digits)."""
     zoo = {e.name: e for e in zoo_entries()}
     if fs.name in zoo and zoo[fs.name].data in TRAINING_DATA:
-        own = bundled(bundled_source(zoo[fs.name].data), "test").dataset_id
+        own = bundled_dataset_id(TRAINING_DATA[zoo[fs.name].data].source, "test")
         if fs.dataset_id == own or fs.dataset_id.startswith(own + "/"):
             return zoo[fs.name].test_accuracy, "test split"
     if fs.predictions is None:

@@ -10,14 +10,9 @@ from dashboard import cached
 from gbs_core.pipeline import ModelSpec
 from gbs_core.pruning import PruningResult, pruning_curve, pruning_data, run_pruning
 from gbs_core.sanity import SanityResult, run_zoo_sanity_check
-from gbs_core.zoo.registry import DEFAULT_TRAINING_DATA, bundled_source
+from gbs_core.zoo.registry import training_data, training_data_of
 
 __all__ = ["pruning", "sanity"]
-
-
-def _training_data(name: str) -> str:
-    entry = {e.name: e for e in cached.zoo_entries()}.get(name)
-    return entry.data if entry is not None else DEFAULT_TRAINING_DATA
 
 
 def pruning(spec: ModelSpec, *, run: bool, **params) -> dict | None:
@@ -35,7 +30,7 @@ def _pruning(spec: ModelSpec, *, threshold: float | str, epochs: int, lr: float,
              curve_samples: int, train_samples: int | None, k: int, run: bool) -> dict:
     loaded = cached.load_model(spec)
     cache = cached.disk_cache()
-    pdata = pruning_data(_training_data(spec.name), curve_samples=curve_samples, train_samples=train_samples,
+    pdata = pruning_data(training_data_of(spec.name), curve_samples=curve_samples, train_samples=train_samples,
                          load=cached.bundled)
     curve_data, train, test = pdata.curve, pdata.train, pdata.test
     curve = pruning_curve(loaded, curve_data, k=k, cache=cache)
@@ -60,7 +55,7 @@ def sanity(models: tuple[str, ...], *, n_samples: int, pool: bool, metrics: tupl
     bar = st.progress(0.0, text="Sanity check: extracting features")
     try:
         result = run_zoo_sanity_check(list(models), n_samples=n_samples, pool=pool, metrics=list(metrics),
-                                      data=cached.bundled(bundled_source(_training_data(models[0])), "test"),
+                                      data=cached.bundled(training_data(training_data_of(models[0])).source, "test"),
                                       cache=cached.disk_cache(),
                                       progress=lambda d, n, m: bar.progress(min(d / n, 1.0) if n else 1.0, text=m))
     finally:

@@ -21,6 +21,7 @@ from gbs_core.data import Dataset
 from gbs_core.embedding import embed_2d
 from gbs_core.graphs import knn_graph
 from gbs_core.metrics import MinibatchCKA, modularity_curve, prunable_layers, similarity_matrix, triangle_motifs
+from gbs_core.metrics.modularity import PAPER_PRUNE_THRESHOLD
 from gbs_core.pipeline import LoadedModel, cached_activations
 
 __all__ = [
@@ -168,7 +169,7 @@ def modularity_by_layer(
     return out
 
 
-def modularity_table(curve: Mapping[str, np.ndarray], *, threshold: float = 0.03) -> pd.DataFrame:
+def modularity_table(curve: Mapping[str, np.ndarray], *, threshold: float = PAPER_PRUNE_THRESHOLD) -> pd.DataFrame:
     """One row per layer: depth, layer, Q mean and std over batches, dQ, and whether/how it is flagged prunable.
 
     Columns: ``depth`` (0-based), ``normalized_depth`` (in [0, 1]), ``layer``, ``q``, ``q_std``, ``dq`` (NaN for the

@@ -94,17 +94,6 @@ def _bundled(source: str, split: str, n: int | None, seed: int):
     return data.subsample(n, seed=seed) if n is not None and n < len(data) else data
 
 
-def _training_data_of(model: str) -> str:
-    """The manifest ``data`` of a zoo model (its training data); the default data for any other model."""
-    from gbs_core.zoo.registry import DEFAULT_TRAINING_DATA, list_zoo
-
-    spec = parse_model_spec(model)
-    entries = {e.name: e for e in list_zoo(include_checkpoints=True)}
-    if spec.source == "zoo" and spec.name in entries:
-        return entries[spec.name].data
-    return DEFAULT_TRAINING_DATA
-
-
 data_option = click.option("--data", "data_source", type=click.Choice(["digits-noise", "digits"]),
                            default="digits-noise", show_default=True,
                            help="Bundled data: the digits in noise (default) or the plain digits.")
@@ -280,7 +269,9 @@ def prune(ctx, model, out, threshold, epochs, lr, batch_size, finetune_seed, con
     seeds = [int(s) for s in _csv_list(control_seeds) or []]
     loaded = _load(model)
     cache = _cache(ctx)
-    pdata = pruning_data(_training_data_of(model), curve_samples=curve_samples, train_samples=train_samples)
+    from gbs_core.zoo.registry import training_data_of
+
+    pdata = pruning_data(training_data_of(parse_model_spec(model).name), curve_samples=curve_samples, train_samples=train_samples)
     train, test = pdata.train, pdata.test
     curve_data = pdata.curve if curve_split == "train" else (
         test.subsample(curve_samples, seed=0) if curve_samples < len(test) else test)
@@ -342,6 +333,12 @@ def sanity_check(ctx, out, models, family, n_samples, pool, layer_list, metrics,
     out.mkdir(parents=True, exist_ok=True)
     try:
         names = _csv_list(models) or zoo_seed_models(family)
+        if not models and len(names) < 2:
+            from gbs_core.zoo.registry import ARCHITECTURES
+
+            families = [a for a in ARCHITECTURES if len(zoo_seed_models(a)) >= 2]
+            raise click.BadParameter(f"{family!r} has {len(names)} seeds in the zoo and the sanity check needs at least "
+                                     f"2; families with several seeds: {', '.join(families)}", param_hint="--family")
         result = run_zoo_sanity_check(names, n_samples=n_samples, pool=pool, layers=_csv_list(layer_list),
                                       metrics=_csv_list(metrics), cache=_cache(ctx),
                                       progress=_fraction_printer("sanity check"))
@@ -405,7 +402,6 @@ def zoo_list(checkpoints_of: str | None, out: Path | None) -> None:
         _write_csv(out / "zoo.csv", pd.DataFrame(rows))
 
 
-_DATA_CHOICES = {"digits-noise": "digits-noise-v1-16px", "digits": "digits-16px"}
 _FAMILY_SEEDS = {"tiny10": list(range(10)), "tiny10x2": [0, 1, 2], "tiny10x4": [0, 1, 2]}
 
 
@@ -413,7 +409,7 @@ _FAMILY_SEEDS = {"tiny10": list(range(10)), "tiny10x2": [0, 1, 2], "tiny10x4": [
 @click.option("--arch", "archs", multiple=True, help="Architecture(s) to train (repeatable; default: all).")
 @click.option("--seeds", default=None,
               help="Comma-separated seeds (default: 0-9 for tiny10, 0-2 for tiny10x2/x4, 0 for the others).")
-@click.option("--data", "data", type=click.Choice(list(_DATA_CHOICES)), default="digits-noise", show_default=True,
+@click.option("--data", "data", type=click.Choice(["digits-noise", "digits"]), default="digits-noise", show_default=True,
               help="Training data: the digits in noise (fresh transform every epoch) or the plain digits.")
 @click.option("--epochs", type=int, default=None,
               help="Override the epoch count (default: per architecture, see gbs_core.zoo.train.NOISE_EPOCHS).")
@@ -428,7 +424,7 @@ _FAMILY_SEEDS = {"tiny10": list(range(10)), "tiny10x2": [0, 1, 2], "tiny10x4": [
               help="Folder for weights and manifest.json (default: the bundled zoo).")
 def zoo_train(archs, seeds, data, epochs, checkpoints, half, threads, out) -> None:
     """Train zoo models and record them (training data, accuracy, size, sha256) in the folder's manifest."""
-    from gbs_core.zoo.registry import ARCHITECTURES, zoo_dir
+    from gbs_core.zoo.registry import ARCHITECTURES, training_data, training_data_for_source, zoo_dir
     from gbs_core.zoo.train import DEFAULT_EPOCHS, DEFAULT_LR, NOISE_EPOCHS, train_zoo_model
 
     unknown = [a for a in archs if a not in ARCHITECTURES]
@@ -436,8 +432,8 @@ def zoo_train(archs, seeds, data, epochs, checkpoints, half, threads, out) -> No
         raise click.BadParameter(f"unknown architecture(s) {unknown}; choose from {', '.join(ARCHITECTURES)}",
                                  param_hint="--arch")
     folder = out or zoo_dir()
-    data_key = _DATA_CHOICES[data]
-    suffix = "" if data == "digits-noise" else "-digits"
+    data_key = training_data_for_source(data)
+    suffix = training_data(data_key).suffix
     seed_list = [int(s) for s in _csv_list(seeds)] if seeds else None
     ck = [int(e) for e in _csv_list(checkpoints)] if checkpoints else []
     for arch in archs or list(ARCHITECTURES):

@@ -39,6 +39,7 @@ __all__ = [
     "DIGITS_SIZE",
     "load_digits",
     "load_bundled",
+    "bundled_dataset_id",
     "BUNDLED_SOURCES",
     "DEFAULT_SOURCE",
     "load_image_folder",
@@ -201,7 +202,7 @@ def load_digits(split: Literal["train", "test", "all"] = "test", *, size: int = 
         images=preprocess_digits(images, size),
         labels=labels,
         class_names=tuple(str(i) for i in range(10)),
-        dataset_id=f"digits-{split}-{size}px",
+        dataset_id=bundled_dataset_id("digits", split, size=size),
     )
 
 
@@ -402,6 +403,18 @@ def load_cifar(
 
 BUNDLED_SOURCES = {"digits-noise": "Digits in noise (bundled, default)", "digits": "Plain digits (bundled)"}
 DEFAULT_SOURCE = "digits-noise"
+
+
+def bundled_dataset_id(source: str, split: str = "test", *, size: int = DIGITS_SIZE) -> str:
+    """The ``dataset_id`` a bundled source's split gets, known without loading it (e.g. ``"digits-test-16px"``,
+    ``"digits-noise-v1-test-16px"``: the noisy source's id names its construction's version)."""
+    if source == "digits":
+        return f"digits-{split}-{size}px"
+    if source == "digits-noise":
+        from gbs_core.digits_noise import CONSTRUCTION_VERSION
+
+        return f"digits-noise-v{CONSTRUCTION_VERSION}-{split}-{size}px"
+    raise ValueError(f"unknown bundled source {source!r}; choose one of {', '.join(BUNDLED_SOURCES)}")
 
 
 def load_bundled(source: str = DEFAULT_SOURCE, split: Literal["train", "test", "all"] = "test") -> Dataset:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gbs_core.data import DIGITS_SIZE, Dataset, load_digits
+from gbs_core.data import DIGITS_SIZE, Dataset, bundled_dataset_id, load_digits
 
 __all__ = [
     "MAX_ROTATION_DEG",
@@ -109,7 +109,7 @@ def load_digits_noise(split: Literal["train", "test", "all"] = "test", *, size: 
     noise = torch.from_numpy(rng.uniform(0.0, NOISE_AMPLITUDE, tuple(base.images.shape)))
     images = apply_noise_transform(base.images, params, noise).contiguous()
     return Dataset(images=images, labels=base.labels, class_names=base.class_names,
-                   dataset_id=f"digits-noise-v{CONSTRUCTION_VERSION}-{split}-{size}px")
+                   dataset_id=bundled_dataset_id("digits-noise", split, size=size))
 
 
 class DigitsNoiseAugment:

@@ -596,10 +596,10 @@ def pruning_data(training_data: str, *, curve_samples: int | None = 500, train_s
     reads a bundled source (default :func:`gbs_core.data.load_bundled`; the dashboard passes its cached copy).
     """
     from gbs_core.data import load_bundled
-    from gbs_core.zoo.registry import bundled_source, training_augment
+    from gbs_core.zoo.registry import training_data as _record
 
     load = load or load_bundled
-    source, augment = bundled_source(training_data), training_augment(training_data)
+    source, augment = _record(training_data).source, _record(training_data).augment
 
     def _take(data: Dataset, n: int | None) -> Dataset:
         return data.subsample(n, seed=0) if n is not None and n < len(data) else data

@@ -251,16 +251,16 @@ def run_zoo_sanity_check(
     which exclude the logits). ``data`` replaces the held-out images (e.g. a copy the caller already holds;
     ``n_samples`` and ``data_seed`` then subsample it)."""
     from gbs_core.pipeline import ModelSpec, cached_activations, load_model
-    from gbs_core.zoo.registry import evaluation_data, list_zoo
+    from gbs_core.zoo.registry import evaluation_data, list_zoo, training_data_of
 
     models = list(models) if models is not None else zoo_seed_models("tiny10")
     if len(models) < 2:
         raise ValueError(f"the sanity check needs at least 2 zoo models; got {models}")
     if data is None:
-        entries = {e.name: e for e in list_zoo(include_checkpoints=True)}
-        if models[0] not in entries:
-            raise KeyError(f"no zoo model named {models[0]!r}; the zoo has {', '.join(entries)}")
-        data = evaluation_data(entries[models[0]].data)
+        names = {e.name for e in list_zoo(include_checkpoints=True)}
+        if models[0] not in names:
+            raise KeyError(f"no zoo model named {models[0]!r}; the zoo has {', '.join(sorted(names))}")
+        data = evaluation_data(training_data_of(models[0]))
     if n_samples < len(data):
         data = data.subsample(n_samples, seed=data_seed)
     feats, ids = [], []

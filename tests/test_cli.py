@@ -146,3 +146,9 @@ def test_zoo_list_shows_training_data_and_checkpoints(run):
     res = run("zoo", "list", "--checkpoints", "tiny10-s0")
     names = [line.split()[0] for line in res.output.splitlines() if line.strip()]
     assert names[0] == "tiny10-s0-ep0" and names[-1] == "tiny10-s0" and "tiny10-s0-ep16" in names
+
+
+def test_sanity_check_names_the_families_for_an_unknown_one(run, tmp_path):
+    res = run("sanity-check", "--family", "nope", "--out", str(tmp_path / "s"), ok=False)
+    assert res.exit_code == 2
+    assert "'nope' has 0 seeds" in res.output and "tiny10, tiny10x2, tiny10x4" in res.output

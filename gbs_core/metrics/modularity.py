@@ -36,7 +36,10 @@ __all__ = [
     "modularity_curve",
     "modularity_curve_stats",
     "prunable_layers",
+    "PAPER_PRUNE_THRESHOLD",
 ]
+
+PAPER_PRUNE_THRESHOLD = 0.03  # the modularity paper's rule: a layer whose gain dQ is below this is a pruning candidate
 
 
 def _adjacency_parts(adjacency) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -251,7 +254,7 @@ class PrunableLayer(NamedTuple):
 
 
 def prunable_layers(
-    q_values: Sequence[float] | Mapping[str, ArrayLike] | np.ndarray, *, threshold: float = 0.03
+    q_values: Sequence[float] | Mapping[str, ArrayLike] | np.ndarray, *, threshold: float = PAPER_PRUNE_THRESHOLD
 ) -> list[PrunableLayer]:
     """Layers whose modularity gain over the previous layer is below ``threshold`` (paper 2's redundancy rule).
 

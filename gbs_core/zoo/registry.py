@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +34,10 @@ __all__ = [
     "write_manifest_entry",
     "list_checkpoints",
     "evaluation_data",
-    "bundled_source",
-    "training_augment",
+    "TrainingData",
+    "training_data",
+    "training_data_for_source",
+    "training_data_of",
     "TRAINING_DATA",
     "DEFAULT_TRAINING_DATA",
     "InputAdapter",
@@ -45,12 +48,20 @@ __all__ = [
 
 MAX_CHECKPOINT_BYTES = 500 * 1024 * 1024
 
-# What a zoo model was trained on (the manifest's ``data``) -> (in words, sub-folder of the zoo, suffix of the names of
-# its models, bundled source of gbs_core.data.load_bundled, training augmentation of TrainConfig). The digits in noise
-# are the default; the plain-digits models keep their old names with "-digits" appended.
+class TrainingData(NamedTuple):
+    """What a zoo model was trained on (the manifest's ``data`` names one)."""
+
+    label: str  # in words, as the pages and ``zoo list`` show it
+    folder: str  # sub-folder of the zoo holding its models
+    suffix: str  # appended to the names of its models
+    source: str  # the bundled source of gbs_core.data.load_bundled
+    augment: str  # the TrainConfig augmentation of training and fine-tuning
+
+
+# The digits in noise are the default; the plain-digits models keep their old names with "-digits" appended.
 TRAINING_DATA = {
-    "digits-noise-v1-16px": ("digits in noise", "digits-noise", "", "digits-noise", "digits-noise"),
-    "digits-16px": ("plain digits", "digits", "-digits", "digits", "shift"),
+    "digits-noise-v1-16px": TrainingData("digits in noise", "digits-noise", "", "digits-noise", "digits-noise"),
+    "digits-16px": TrainingData("plain digits", "digits", "-digits", "digits", "shift"),
 }
 DEFAULT_TRAINING_DATA = "digits-noise-v1-16px"
 
@@ -114,7 +125,7 @@ class ZooEntry:
     @property
     def data_label(self) -> str:
         """The training data in words ("digits in noise", "plain digits")."""
-        return TRAINING_DATA[self.data][0] if self.data in TRAINING_DATA else self.data
+        return TRAINING_DATA[self.data].label if self.data in TRAINING_DATA else self.data
 
 
 def zoo_dir() -> Path:
@@ -175,20 +186,27 @@ def list_checkpoints(name: str) -> list[ZooEntry]:
     return chain + final if chain else []
 
 
-def _training_data(data: str) -> tuple[str, str, str, str, str]:
+def training_data(data: str) -> TrainingData:
+    """The :class:`TrainingData` record of a manifest ``data`` name; raises ValueError for an unknown one."""
     if data not in TRAINING_DATA:
         raise ValueError(f"unknown training data {data!r}; known: {', '.join(TRAINING_DATA)}")
     return TRAINING_DATA[data]
 
 
-def bundled_source(data: str) -> str:
-    """The :func:`gbs_core.data.load_bundled` source of a manifest ``data`` name ("digits-noise" or "digits")."""
-    return _training_data(data)[3]
+def training_data_for_source(source: str) -> str:
+    """The manifest ``data`` name of models trained on bundled ``source`` ("digits-noise" or "digits")."""
+    for name, rec in TRAINING_DATA.items():
+        if rec.source == source:
+            return name
+    raise ValueError(f"no zoo training data for source {source!r}; known: "
+                     f"{', '.join(r.source for r in TRAINING_DATA.values())}")
 
 
-def training_augment(data: str) -> str:
-    """The :class:`~gbs_core.zoo.train.TrainConfig` ``augment`` that training (and fine-tuning) on ``data`` uses."""
-    return _training_data(data)[4]
+def training_data_of(model: str) -> str:
+    """The manifest ``data`` of zoo model ``model`` (checkpoints included), or the default for any other name (a
+    torchvision architecture or a user's checkpoint, which have no training data of their own here)."""
+    entries = {e.name: e for e in list_zoo(include_checkpoints=True)}
+    return entries[model].data if model in entries else DEFAULT_TRAINING_DATA
 
 
 def evaluation_data(data: str, split: str = "test"):
@@ -196,7 +214,7 @@ def evaluation_data(data: str, split: str = "test"):
     training data, from its manifest ``data`` name: what its accuracy and its modularity curve are measured on."""
     from gbs_core.data import load_bundled
 
-    return load_bundled(bundled_source(data), split)
+    return load_bundled(training_data(data).source, split)
 
 
 def write_manifest_entry(folder: Path, entry: ZooEntry) -> None:

@@ -194,17 +194,16 @@ def train_zoo_model(arch: str, seed: int, *, epochs: int, out: Path, lr: float =
     """
     from gbs_core.data import load_digits
     from gbs_core.zoo.registry import (
-        TRAINING_DATA,
         ZooEntry,
         build_model,
         evaluation_data,
         file_sha256,
+        training_data,
         write_manifest_entry,
     )
 
-    if data not in TRAINING_DATA:
-        raise ValueError(f"unknown training data {data!r}; choose one of {', '.join(TRAINING_DATA)}")
-    _, sub, suffix, _, augment = TRAINING_DATA[data]
+    record = training_data(data)
+    sub, suffix, augment = record.folder, record.suffix, record.augment
     name = name or f"{arch}{suffix}"
     if progress is None:
         def progress(line: str) -> None:
