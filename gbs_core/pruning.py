@@ -599,7 +599,8 @@ def pruning_data(training_data: str, *, curve_samples: int | None = 500, train_s
     from gbs_core.zoo.registry import training_data as _record
 
     load = load or load_bundled
-    source, augment = _record(training_data).source, _record(training_data).augment
+    record = _record(training_data)
+    source, augment = record.source, record.augment
 
     def _take(data: Dataset, n: int | None) -> Dataset:
         return data.subsample(n, seed=0) if n is not None and n < len(data) else data

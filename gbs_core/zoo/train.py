@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from gbs_core.zoo.registry import ZooEntry
 
 __all__ = ["TrainConfig", "EpochLog", "fit", "evaluate", "count_parameters", "seed_everything", "train_zoo_model",
-           "DEFAULT_EPOCHS", "DEFAULT_LR", "NOISE_EPOCHS", "CHECKPOINT_EPOCHS"]
+           "DEFAULT_EPOCHS", "DEFAULT_LR", "NOISE_EPOCHS"]
 
 TRAIN_THREADS = 2
 
@@ -39,7 +39,7 @@ class TrainConfig:
     momentum: float = 0.9
     max_shift: int = 2
     seed: int = 0
-    threads: int = 2
+    threads: int = TRAIN_THREADS
     augment: Literal["shift", "digits-noise"] = "shift"  # digits-noise: a fresh noisy transform per batch, no shift
 
 
@@ -166,7 +166,6 @@ DEFAULT_EPOCHS = {"tiny10": 30, "resnet20": 30, "resnet56": 30, "vgg11": 30, "vg
 # On the digits in noise: 40 epochs, more where 40 fell short of 90% held-out accuracy (or, for MLP-8, plateaued).
 NOISE_EPOCHS = {"default": 40, "tiny10": 60, "resnet56": 60, "vgg19": 60, "plain34": 80, "mlp8": 600}
 DEFAULT_LR = {"mlp8": 0.05, "resnet110": 0.02}  # ResNet-110 does not start converging at 0.05 (He et al. 2016)
-CHECKPOINT_EPOCHS = (0, 1, 2, 4, 8, 16)  # plus the last epoch, which is the finished model
 
 
 def _half_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
