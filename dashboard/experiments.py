@@ -7,9 +7,9 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import cached
+from gbs_core.experiments.pruning import PruningResult, pruning_curve, pruning_data, run_pruning
+from gbs_core.experiments.sanity import SanityResult, run_zoo_sanity_check
 from gbs_core.pipeline import ModelSpec
-from gbs_core.pruning import PruningResult, pruning_curve, pruning_data, run_pruning
-from gbs_core.sanity import SanityResult, run_zoo_sanity_check
 from gbs_core.zoo.registry import training_data, training_data_of
 
 __all__ = ["pruning", "sanity"]

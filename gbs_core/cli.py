@@ -133,7 +133,7 @@ def layers(model: str, out: Path) -> None:
     """List MODEL's layers: name, type, output shape, features, default or not, removable by pruning (layers.csv)."""
     from gbs_core.activations import list_layers
     from gbs_core.data import load_bundled
-    from gbs_core.pruning import removable_units
+    from gbs_core.experiments.pruning import removable_units
 
     loaded = _load(model)
     out.mkdir(parents=True, exist_ok=True)
@@ -263,7 +263,7 @@ def prune(ctx, model, out, threshold, epochs, lr, batch_size, finetune_seed, con
     """Modularity-guided pruning of MODEL: remove the flagged removable units, fine-tune, evaluate, and compare with
     controls that remove as many unflagged units. Writes pruning.csv (one row per model), units.csv (every unit: Q,
     dQ, flagged, removable, reason), pruning.json (everything, with the fine-tuning history) (and pruning.html)."""
-    from gbs_core.pruning import pruning_curve, pruning_data, run_pruning
+    from gbs_core.experiments.pruning import pruning_curve, pruning_data, run_pruning
 
     thr = _threshold(threshold)
     seeds = [int(s) for s in _csv_list(control_seeds) or []]
@@ -316,7 +316,7 @@ def prune(ctx, model, out, threshold, epochs, lr, batch_size, finetune_seed, con
               help="Held-out images of the models' training data (max 540).")
 @click.option("--pool", is_flag=True, help="Average-pool conv maps over space.")
 @click.option("--layers", "layer_list", default=None, help="Comma-separated layers (default: the conv blocks).")
-@click.option("--metrics", default=None, help="Comma-separated indices (default: all 12; see gbs_core.sanity).")
+@click.option("--metrics", default=None, help="Comma-separated indices (default: all 12; see gbs_core.experiments.sanity).")
 @click.option("--heatmap", default="0,1", show_default=True, help="Pair of model positions for the heatmap files.")
 @html_option
 @click.pass_context
@@ -324,7 +324,7 @@ def sanity_check(ctx, out, models, family, n_samples, pool, layer_list, metrics,
     """Layer-identification sanity check: for every ordered pair of seeds and every layer, does the index pick the
     same layer of the other network? Writes sanity.csv (our accuracy beside the CKA paper's), sanity_per_layer.csv,
     sanity_pairs.csv, heatmap_<index>.csv for the chosen pair, sanity.json (and heatmap_<index>.html)."""
-    from gbs_core.sanity import run_zoo_sanity_check, zoo_seed_models
+    from gbs_core.experiments.sanity import run_zoo_sanity_check, zoo_seed_models
 
     try:
         a, b = (int(x) for x in heatmap.split(","))

@@ -5,7 +5,7 @@ import streamlit as st
 
 from dashboard import errors, experiments, widgets, workspace
 from gbs_core import figures
-from gbs_core.sanity import SANITY_METRICS, zoo_seed_models
+from gbs_core.experiments.sanity import SANITY_METRICS, zoo_seed_models
 
 st.set_page_config(page_title="Sanity check · GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
 ws = workspace.show()

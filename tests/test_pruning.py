@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-import gbs_core.pruning as pruning
 from gbs_core.cache import DiskCache
 from gbs_core.data import Dataset
-from gbs_core.pruning import (
+from gbs_core.experiments import pruning
+from gbs_core.experiments.pruning import (
     PruningResult,
     choose_control_units,
     count_flops,
@@ -222,7 +222,7 @@ def test_pruning_run_with_nothing_removable_flagged():
 
 
 def test_pruning_data_follows_the_models_training_data():
-    from gbs_core.pruning import pruning_data
+    from gbs_core.experiments.pruning import pruning_data
 
     noisy = pruning_data("digits-noise-v1-16px", curve_samples=50, train_samples=80)
     assert noisy.curve.dataset_id.startswith("digits-noise-v1-train-16px/") and len(noisy.curve) == 50

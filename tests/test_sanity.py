@@ -9,6 +9,7 @@ import torch
 from gbs_core.activations import extract_activations
 from gbs_core.cache import DiskCache
 from gbs_core.data import load_digits
+from gbs_core.experiments.sanity import SANITY_METRICS, SanityResult, identification_scores, run_sanity_check
 from gbs_core.metrics import (
     gbs_similarity,
     layer_identification_accuracy,
@@ -20,7 +21,6 @@ from gbs_core.metrics import (
     rbf_cka,
     svcca,
 )
-from gbs_core.sanity import SANITY_METRICS, SanityResult, identification_scores, run_sanity_check
 from gbs_core.zoo.architectures import Tiny10
 
 ALL_KEYS = [m.key for m in SANITY_METRICS]
