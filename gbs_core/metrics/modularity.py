@@ -35,6 +35,7 @@ __all__ = [
     "modularity",
     "modularity_curve",
     "modularity_curve_stats",
+    "modularity_difference",
     "prunable_layers",
     "PAPER_PRUNE_THRESHOLD",
 ]
@@ -298,3 +299,22 @@ def prunable_layers(
         if dq < thr:
             flagged.append(PrunableLayer(pos, names[pos], float(q[pos]), dq, "degradation" if dq < 0 else "plateau"))
     return flagged
+
+
+def modularity_difference(q_values: Sequence[float] | Mapping[str, ArrayLike] | np.ndarray) -> np.ndarray:
+    """The layer-difference matrix of a modularity curve: ``D[i, j] = |Q_i - Q_j|`` (the modularity paper's measure
+    of how far apart two layers' representations are; 0 on the diagonal, symmetric).
+
+    ``q_values`` is a curve in depth order: a sequence of Q, or a mapping layer -> Q (or -> per-batch Q, averaged).
+    A NaN Q (an edgeless layer graph) gives NaN in its row and column.
+
+    Examples
+    --------
+    >>> modularity_difference([0.1, 0.4, 0.3]).round(2).tolist()
+    [[0.0, 0.3, 0.2], [0.3, 0.0, 0.1], [0.2, 0.1, 0.0]]
+    """
+    if isinstance(q_values, Mapping):
+        q = np.array([float(np.mean(np.asarray(q_values[n], dtype=np.float64))) for n in q_values])
+    else:
+        q = np.asarray(q_values, dtype=np.float64).reshape(-1)
+    return np.abs(q[:, None] - q[None, :])
