@@ -1,18 +1,24 @@
-"""Streamlit-cached runs behind the Pruning and Sanity check pages (the core does the work; this adds caching and
-progress bars). Both results also live in the core's disk cache, shared with ``python -m gbs_core prune`` and
-``sanity-check``: a run finished by a batch job or an earlier session is shown without recomputing."""
+"""Streamlit-cached runs behind the experiment pages: Pruning, Sanity check, Training dynamics, Adversarial (the core
+does the work; this adds caching and progress bars). Every result also lives in the core's disk cache, shared with
+``python -m gbs_core prune``, ``sanity-check``, ``dynamics`` and ``adversarial``: a run finished by a batch job or an
+earlier session is shown without recomputing."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from dashboard import cached
+from gbs_core import analysis
+from gbs_core.data import Dataset
+from gbs_core.experiments.adversarial import AdversarialResult, AttackSpec, run_adversarial
+from gbs_core.experiments.dynamics import DynamicsResult, files_dynamics_plan, run_dynamics, zoo_dynamics_plan
 from gbs_core.experiments.pruning import PruningResult, pruning_curve, pruning_data, run_pruning
 from gbs_core.experiments.sanity import SanityResult, run_zoo_sanity_check
 from gbs_core.pipeline import ModelSpec
 from gbs_core.zoo.registry import training_data, training_data_of
 
-__all__ = ["pruning", "sanity"]
+__all__ = ["pruning", "sanity", "dynamics", "adversarial", "held_out", "clean_similarity", "as_pruning", "as_sanity",
+           "as_dynamics", "as_adversarial"]
 
 
 def pruning(spec: ModelSpec, *, run: bool, **params) -> dict | None:
@@ -69,3 +75,72 @@ def as_pruning(d: dict) -> PruningResult:
 
 def as_sanity(d: dict) -> SanityResult:
     return SanityResult.from_dict(d)
+
+
+def as_dynamics(d: dict) -> DynamicsResult:
+    return DynamicsResult.from_dict(d)
+
+
+def as_adversarial(d: dict) -> AdversarialResult:
+    return AdversarialResult.from_dict(d)
+
+
+def held_out(model_name: str, n: int, seed: int = 0) -> Dataset:
+    """``n`` images (stratified, seeded) of the held-out split of the data ``model_name`` was trained on (the default
+    data for an architecture that is not a zoo model)."""
+    data = cached.bundled(training_data(training_data_of(model_name)).source, "test")
+    return data.subsample(n, seed=seed) if n < len(data) else data
+
+
+def _bar(title: str):
+    bar = st.progress(0.0, text=f"{title}: starting")
+    return bar, (lambda d, n, m: bar.progress(min(d / n, 1.0) if n else 1.0, text=f"{title}: {m}"))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def dynamics(model: str, files: tuple[str, ...] = (), *, n_samples: int, pool: bool, k: int, motif_k: int) -> dict:
+    """Training dynamics as ``DynamicsResult.to_dict()``: zoo model ``model``'s saved epochs, or with ``files`` the
+    user's state_dict files of architecture ``model`` in that order; a progress bar per checkpoint step."""
+    plan = files_dynamics_plan(model, files) if files else zoo_dynamics_plan(model)
+    bar, report = _bar("Training dynamics")
+    try:
+        result = run_dynamics(plan, held_out(model, n_samples), pool=pool, k=k, motif_k=motif_k,
+                              cache=cached.disk_cache(), progress=report, load=cached.load_model)
+    finally:
+        bar.empty()
+    return result.to_dict()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def clean_similarity(spec: ModelSpec, model_name: str, n_samples: int, pool: bool, layers: tuple[str, ...]):
+    """Linear CKA layer x layer of ``spec`` on the held-out images of ``model_name``'s training data."""
+    fs = analysis.feature_set(cached.load_model(spec), held_out(model_name, n_samples), list(layers), pool=pool,
+                              cache=cached.disk_cache())
+    return analysis.layer_similarity(fs, metric="linear_cka", cache=cached.disk_cache())
+
+
+def adversarial(spec: ModelSpec, attacks: tuple[tuple[str, float], ...], *, n_samples: int, pool: bool, k: int,
+                run: bool) -> dict | None:
+    """Clean and attacked curves as ``AdversarialResult.to_dict()``. With ``run=False`` only attacks already in the
+    disk cache are used (None when one is missing); with ``run=True`` missing chunks are attacked, with progress."""
+    try:
+        return _adversarial(spec, attacks, n_samples=n_samples, pool=pool, k=k, run=run)
+    except LookupError:  # st.cache_data never stores exceptions: a later run=True computes it
+        return None
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _adversarial(spec: ModelSpec, attacks: tuple[tuple[str, float], ...], *, n_samples: int, pool: bool, k: int,
+                 run: bool) -> dict:
+    specs = [AttackSpec(kind, strength) for kind, strength in attacks]
+    data = held_out(spec.name, n_samples)
+    if not run:
+        return run_adversarial(cached.load_model(spec), data, specs, pool=pool, k=k, cache=cached.disk_cache(),
+                               require_cached=True).to_dict()
+    bar, report = _bar("Attacks")
+    try:
+        result = run_adversarial(cached.load_model(spec), data, specs, pool=pool, k=k, cache=cached.disk_cache(),
+                                 progress=report)
+    finally:
+        bar.empty()
+    return result.to_dict()

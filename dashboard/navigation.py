@@ -23,6 +23,8 @@ ABOUT = {
     "4_Motifs.py": (":material/change_history:", "triangle types over depth"),
     "5_Pruning.py": (":material/content_cut:", "remove the flagged layers, fine-tune, compare with a control"),
     "6_Sanity_check.py": (":material/fact_check:", "does each index find the same layer across seeds?"),
+    "7_Training_dynamics.py": (":material/timeline:", "Q of every layer over training checkpoints"),
+    "8_Adversarial.py": (":material/bug_report:", "Q curves of attacked inputs beside the clean one"),
 }
 
 

@@ -25,7 +25,7 @@ from gbs_core.pipeline import ModelSpec
 from gbs_core.zoo import TORCHVISION_ARCHITECTURES
 from gbs_core.zoo.registry import ARCHITECTURES
 
-__all__ = ["DataChoice", "ModelChoice", "Workspace", "show", "DEFAULT_ZOO_MODEL", "MAX_UPLOAD_MB", "FAVICON"]
+__all__ = ["DataChoice", "ModelChoice", "Workspace", "show", "DEFAULT_ZOO_MODEL", "MAX_UPLOAD_MB", "FAVICON", "save_upload"]
 
 DATA_SOURCES = {
     "digits-noise": "Digits in noise (bundled default, held-out split)",
@@ -170,16 +170,27 @@ def _data_widgets() -> DataChoice:
     return DataChoice(source, path, int(n), int(seed))
 
 
+def save_upload(upload) -> Path:
+    """Write an uploaded file (at most ``MAX_UPLOAD_MB``) under its own base name into a folder of the uploads folder
+    named by its content hash, and return the path; a larger file raises DashboardError before anything is written."""
+    if upload.size > MAX_UPLOAD_MB * 2**20:
+        raise errors.DashboardError(f"{upload.name} is larger than {MAX_UPLOAD_MB} MiB.")
+    content = upload.getvalue()
+    name = Path(upload.name).name
+    folder = Path(tempfile.gettempdir()) / "gbs-explorer-uploads" / hashlib.sha256(content).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (name if name not in ("", ".", "..") else "upload.pt")
+    path.write_bytes(content)
+    return path
+
+
 def _add_checkpoint(upload, arch: str, data: DataChoice) -> None:
     """Validate an uploaded state_dict and add it to the selection; on failure keep the selection and say why."""
-    content = upload.getvalue()
-    if len(content) > MAX_UPLOAD_MB * 2**20:
-        st.session_state["ws_upload_error"] = f"{upload.name} is larger than {MAX_UPLOAD_MB} MiB."
+    try:
+        path = save_upload(upload)
+    except errors.DashboardError as exc:
+        st.session_state["ws_upload_error"] = str(exc)
         return
-    folder = Path(tempfile.gettempdir()) / "gbs-explorer-uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(content).hexdigest()[:16]}-{Path(upload.name).name}"
-    path.write_bytes(content)
     spec = ModelSpec("checkpoint", arch, checkpoint=str(path))
     try:
         cached.model_for_data(spec, data.source, data.path)

@@ -1,4 +1,5 @@
-"""``python -m gbs_core``: the analyses, pruning, the sanity check and the zoo from the command line.
+"""``python -m gbs_core``: the analyses, the experiments (pruning, the sanity check, training dynamics, adversarial
+inputs) and the zoo from the command line.
 
 Every command writes CSV and JSON into ``--out`` (created if missing) and, with ``--html``, plotly figures as
 self-contained HTML files (PNG export needs kaleido, which is not installed). Results go through the same disk cache
@@ -364,6 +365,137 @@ def sanity_check(ctx, out, models, family, n_samples, pool, layer_list, metrics,
                 S, result.layers, pred, title=f"{key}: {result.models[a]} (rows) vs {result.models[b]} (columns)"))
     _write_json(out / "sanity.json", result.to_dict())
     click.echo(result.table()[["index", "ours_pct", "paper_pct"]].to_string(index=False))
+
+
+def _model_data(model_name: str, data_source: str | None) -> str:
+    """The bundled source to measure a model on: ``--data`` if given, else the source of its training data."""
+    if data_source:
+        return data_source
+    from gbs_core.zoo.registry import training_data, training_data_of
+
+    return training_data(training_data_of(model_name)).source
+
+
+model_data_option = click.option("--data", "data_source", type=click.Choice(["digits-noise", "digits"]), default=None,
+                                 help="Bundled held-out data (default: the data the model was trained on).")
+
+
+@main.command()
+@click.argument("model")
+@out_option
+@click.option("--files", default=None,
+              help="Comma-separated state_dict files of architecture MODEL, in training order (default: the zoo's "
+                   "saved epochs of zoo model MODEL).")
+@click.option("--epochs", "epoch_list", default=None,
+              help="Comma-separated epochs of --files (default: the number after 'ep' in each name, else 0, 1, ...).")
+@model_data_option
+@click.option("--n-samples", type=int, default=500, show_default=True, help="Held-out images (stratified subsample).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subsample and the batches.")
+@click.option("--layers", "layer_list", default=None, help="Comma-separated layer names (default: the model's).")
+@click.option("--pool", is_flag=True, help="Average-pool conv maps over space.")
+@click.option("--k", type=int, default=3, show_default=True, help="Neighbours of the modularity kNN graph.")
+@click.option("--n-batches", type=int, default=1, show_default=True, help="Disjoint batches for the modularity curve.")
+@click.option("--motif-k", type=int, default=5, show_default=True, help="Neighbours of the motif kNN graph.")
+@html_option
+@click.pass_context
+def dynamics(ctx, model, out, files, epoch_list, data_source, n_samples, seed, layer_list, pool, k, n_batches, motif_k,
+             html):
+    """Per-layer modularity, same-class motif fraction and linear CKA to the last checkpoint over MODEL's training
+    checkpoints. Writes dynamics.csv (one row per checkpoint and layer), dynamics_q.csv (checkpoint x layer),
+    dynamics_change.csv (first vs last checkpoint per layer), layer_difference.csv (|Q_i - Q_j| of the last
+    checkpoint), dynamics.json (and dynamics_q.html, dynamics_curves.html, layer_difference.html with --html)."""
+    from gbs_core.experiments.dynamics import files_dynamics_plan, run_dynamics, zoo_dynamics_plan
+    from gbs_core.metrics.modularity import modularity_difference
+
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        if files:
+            epochs = [int(e) for e in _csv_list(epoch_list)] if epoch_list else None
+            plan = files_dynamics_plan(model, _csv_list(files), epochs)
+        else:
+            plan = zoo_dynamics_plan(model)
+        data = _bundled(_model_data(model, data_source), "test", n_samples, seed)
+        _say(f"{plan.name}: {len(plan.checkpoints)} checkpoints on {len(data)} images of {data.dataset_id}")
+        result = run_dynamics(plan, data, layers=_csv_list(layer_list), pool=pool, k=k, n_batches=n_batches,
+                              motif_k=motif_k, seed=seed, cache=_cache(ctx), progress=_fraction_printer("dynamics"))
+    except (KeyError, ValueError) as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from exc
+    import pandas as pd
+
+    _write_csv(out / "dynamics.csv", result.table())
+    q = pd.DataFrame(result.matrix("q"), columns=result.layers)
+    q.insert(0, "accuracy", result.accuracy)
+    q.insert(0, "epoch", result.epochs)
+    q.insert(0, "checkpoint", result.checkpoints)
+    _write_csv(out / "dynamics_q.csv", q)
+    _write_csv(out / "dynamics_change.csv", result.change_table())
+    diff = modularity_difference(result.matrix("q")[-1])
+    _write_csv(out / "layer_difference.csv", pd.DataFrame(diff, index=result.layers, columns=result.layers)
+               .reset_index(names="layer"))
+    _write_json(out / "dynamics.json", result.to_dict())
+    if html:
+        from gbs_core import figures
+
+        _write_html(out / "dynamics_q.html", figures.dynamics_heatmap(
+            result.matrix("q"), result.checkpoints, result.accuracy, result.layers,
+            title=f"Modularity over training: {plan.name}", metric_label="Q"))
+        _write_html(out / "dynamics_curves.html", figures.dynamics_curves(result.table(), result.checkpoints))
+        _write_html(out / "layer_difference.html", figures.layer_difference_heatmap(
+            diff, result.layers, title=f"|Q_i - Q_j|: {result.checkpoints[-1]} of {plan.name}"))
+    change = result.change_table()
+    click.echo(f"{plan.name}: accuracy {100 * result.accuracy[0]:.1f}% -> {100 * result.accuracy[-1]:.1f}% over "
+               f"{len(plan.checkpoints)} checkpoints")
+    click.echo(change[["layer", "q_first", "q_last", "q_change"]].round(3).to_string(index=False))
+
+
+@main.command()
+@click.argument("model")
+@out_option
+@click.option("--attacks", default="fgsm:0.03,fgsm:0.1,pgd:0.03,pgd:0.1", show_default=True,
+              help="Comma-separated KIND[:STRENGTH]: fgsm:EPS, pgd:EPS (L-inf on [0, 1] images), cw[:CONFIDENCE] "
+                   "(Carlini-Wagner L2), one-pixel[:PIXELS].")
+@model_data_option
+@click.option("--n-samples", type=int, default=200, show_default=True, help="Held-out images (stratified subsample).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subsample and the attacks.")
+@click.option("--layers", "layer_list", default=None, help="Comma-separated layer names (default: the model's).")
+@click.option("--pool", is_flag=True, help="Average-pool conv maps over space.")
+@click.option("--k", type=int, default=3, show_default=True, help="Neighbours of the modularity kNN graph.")
+@click.option("--n-batches", type=int, default=1, show_default=True, help="Disjoint batches for the modularity curve.")
+@html_option
+@click.pass_context
+def adversarial(ctx, model, out, attacks, data_source, n_samples, seed, layer_list, pool, k, n_batches, html):
+    """Modularity curves of MODEL on clean held-out images and on attacked copies, with the accuracy on each.
+    Writes adversarial.csv (one row per input set: accuracy, mean L-inf, Q per layer), adversarial_curves.csv,
+    layer_difference.csv (|Q_i - Q_j| of the clean curve), adversarial.json (and adversarial.html,
+    layer_difference.html with --html)."""
+    from gbs_core.experiments.adversarial import parse_attack, run_adversarial
+
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = _load(model)
+    try:
+        specs = [parse_attack(a) for a in _csv_list(attacks) or []]
+        data = _bundled(_model_data(loaded.spec.name, data_source), "test", n_samples, seed)
+        _say(f"{loaded.label}: {len(specs)} attacks on {len(data)} images of {data.dataset_id}")
+        result = run_adversarial(loaded, data, specs, layers=_csv_list(layer_list), pool=pool, k=k,
+                                 n_batches=n_batches, seed=seed, cache=_cache(ctx),
+                                 progress=_fraction_printer("adversarial"))
+    except (KeyError, ValueError) as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from exc
+    import pandas as pd
+
+    _write_csv(out / "adversarial.csv", result.table())
+    _write_csv(out / "adversarial_curves.csv", result.curves_table())
+    _write_csv(out / "layer_difference.csv", pd.DataFrame(result.difference(0), index=result.layers,
+                                                          columns=result.layers).reset_index(names="layer"))
+    _write_json(out / "adversarial.json", result.to_dict())
+    if html:
+        from gbs_core import figures
+
+        _write_html(out / "adversarial.html", figures.adversarial_curves(
+            result.curves_table(), title=f"Modularity of clean and attacked inputs: {loaded.label}"))
+        _write_html(out / "layer_difference.html", figures.layer_difference_heatmap(
+            result.difference(0), result.layers, title=f"|Q_i - Q_j| of the clean curve: {loaded.label}"))
+    click.echo(result.table()[["attack", "accuracy", "mean_linf"]].round(3).to_string(index=False))
 
 
 @main.group()

@@ -27,6 +27,10 @@ __all__ = [
     "pruning_figure",
     "identification_heatmap",
     "sanity_bar_figure",
+    "dynamics_heatmap",
+    "dynamics_curves",
+    "adversarial_curves",
+    "layer_difference_heatmap",
     "MOTIF_LABELS",
 ]
 
@@ -292,3 +296,58 @@ def sanity_bar_figure(table: pd.DataFrame, *, title: str = "Layer identification
                      go.Bar(x=table["index"], y=paper, name="CKA paper (Table 2)")])
     fig.update_yaxes(title="accuracy (%)", range=[0, 105])
     return _layout(fig, title)
+
+
+def dynamics_heatmap(matrix: np.ndarray, checkpoints: Sequence[str], accuracy: Sequence[float], layers: Sequence[str],
+                     *, title: str, metric_label: str) -> go.Figure:
+    """A per-layer metric over training: one row per checkpoint (first epoch at the top, its accuracy in the row
+    label), one column per layer in depth order."""
+    rows = [f"{c} · {100 * a:.0f}%" for c, a in zip(checkpoints, accuracy, strict=True)]
+    fig = go.Figure(go.Heatmap(
+        z=matrix, x=list(layers), y=rows, colorscale="Viridis", colorbar={"thickness": 12, "title": metric_label},
+        hovertemplate="%{y}<br>%{x}<br>" + metric_label + " = %{z:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title="checkpoint · test accuracy")
+    fig.update_xaxes(title="layer (depth order)", tickangle=-45)
+    return _layout(fig, title, 460)
+
+
+def dynamics_curves(table: pd.DataFrame, checkpoints: Sequence[str], *, metric: str = "q",
+                    metric_label: str = "modularity Q") -> go.Figure:
+    """The curves of the chosen checkpoints overlaid (``DynamicsResult.table()``), later epochs darker."""
+    fig = go.Figure()
+    shades = np.linspace(0.25, 1.0, len(checkpoints))
+    for shade, label in zip(shades, checkpoints, strict=True):
+        rows = table[table["checkpoint"] == label]
+        acc = float(rows["accuracy"].iloc[0]) if len(rows) else float("nan")
+        fig.add_trace(go.Scatter(x=rows["layer"], y=rows[metric], mode="lines+markers",
+                                 name=f"{label} ({100 * acc:.0f}%)",
+                                 line={"color": f"rgba(31, 119, 180, {shade:.2f})"}))
+    fig.update_xaxes(title="layer (depth order)", tickangle=-45)
+    fig.update_yaxes(title=metric_label)
+    return _layout(fig, f"{metric_label} of each layer over training")
+
+
+def adversarial_curves(table: pd.DataFrame, *, title: str = "Modularity of clean and attacked inputs") -> go.Figure:
+    """Q over depth for the clean inputs (black) and each attack (``AdversarialResult.curves_table()``), the
+    accuracy on each input set in its legend entry."""
+    fig = go.Figure()
+    attacks = list(dict.fromkeys(table["attack"]))
+    colors = model_colors(len(attacks))
+    for attack, color in zip(attacks, colors, strict=True):
+        rows = table[table["attack"] == attack]
+        clean = attack == "clean"
+        fig.add_trace(go.Scatter(
+            x=rows["layer"], y=rows["q"], mode="lines+markers",
+            name=f"{attack} (accuracy {100 * float(rows['accuracy'].iloc[0]):.1f}%)",
+            line={"color": "black" if clean else color, "width": 3 if clean else 2, "dash": None if clean else "dot"}))
+    fig.update_xaxes(title="layer (depth order)", tickangle=-45)
+    fig.update_yaxes(title="modularity Q")
+    return _layout(fig, title)
+
+
+def layer_difference_heatmap(matrix: np.ndarray, layers: Sequence[str], *, title: str) -> go.Figure:
+    """|Q_i - Q_j| between layers (``modularity_difference``), in depth order like the CKA heatmap beside it."""
+    fig = similarity_heatmap(matrix, layers, layers, title=title, row_title="layer", col_title="layer")
+    fig.update_traces(zmax=float(np.nanmax(matrix)) if np.isfinite(matrix).any() and np.nanmax(matrix) > 0 else 1.0,
+                      colorscale="Magma", hovertemplate="%{customdata}<br>|Q_i - Q_j| = %{z:.3f}<extra></extra>")
+    return fig

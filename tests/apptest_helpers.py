@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
+import numpy as np
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,3 +27,11 @@ def open_page(page: str = "app.py", **query: str | list[str]) -> AppTest:
 def assert_clean(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
+
+
+def values(a) -> np.ndarray:
+    """A plotly array from a figure's JSON: a list, or a typed array ``{"dtype", "bdata"[, "shape"]}``."""
+    if isinstance(a, dict) and "bdata" in a:
+        out = np.frombuffer(base64.b64decode(a["bdata"]), dtype=a["dtype"])
+        return out.reshape([int(s) for s in str(a["shape"]).split(",")]) if "shape" in a else out
+    return np.asarray(a)

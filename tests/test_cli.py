@@ -26,7 +26,8 @@ def run(tmp_path):
 
 
 def test_help_for_every_subcommand(run):
-    for cmd in (["layers"], ["analyze"], ["prune"], ["sanity-check"], ["zoo"], ["zoo", "list"], ["zoo", "train"]):
+    for cmd in (["layers"], ["analyze"], ["prune"], ["sanity-check"], ["dynamics"], ["adversarial"], ["zoo"], ["zoo", "list"],
+                ["zoo", "train"]):
         out = run(*cmd, "--help").output
         assert "Usage:" in out and len(out.splitlines()) > 4, cmd
 
@@ -152,3 +153,43 @@ def test_sanity_check_names_the_families_for_an_unknown_one(run, tmp_path):
     res = run("sanity-check", "--family", "nope", "--out", str(tmp_path / "s"), ok=False)
     assert res.exit_code == 2
     assert "'nope' has 0 seeds" in res.output and "tiny10, tiny10x2, tiny10x4" in res.output
+
+
+def test_dynamics_writes_every_file(run, tmp_path):
+    out = tmp_path / "d"
+    res = run("dynamics", "tiny10-s0", "--out", str(out), "--n-samples", "60", "--html")
+    for name in ["dynamics.csv", "dynamics_q.csv", "dynamics_change.csv", "layer_difference.csv", "dynamics.json",
+                 "dynamics_q.html", "dynamics_curves.html", "layer_difference.html"]:
+        assert (out / name).is_file(), name
+    q = pd.read_csv(out / "dynamics_q.csv")
+    assert list(q["epoch"]) == [0, 1, 2, 4, 8, 16, 32, 60]
+    assert list(q.columns[3:]) == [f"features.{i}" for i in range(8)]
+    diff = pd.read_csv(out / "layer_difference.csv").set_index("layer")
+    last = q.iloc[-1, 3:].astype(float)
+    assert diff.loc["features.0", "features.7"] == pytest.approx(abs(last["features.7"] - last["features.0"]))
+    assert len(pd.read_csv(out / "dynamics.csv")) == 8 * 8
+    assert json.loads((out / "dynamics.json").read_text())["settings"]["n_samples"] == 60
+    assert "tiny10-s0: accuracy" in res.output
+
+
+def test_dynamics_of_a_model_without_checkpoints_is_a_clean_error(run, tmp_path):
+    res = run("dynamics", "resnet56", "--out", str(tmp_path / "x"), ok=False)
+    assert res.exit_code != 0 and "no training checkpoints" in res.output and "Traceback" not in res.output
+
+
+def test_adversarial_writes_every_file(run, tmp_path):
+    out = tmp_path / "a"
+    res = run("adversarial", "tiny10-s0", "--out", str(out), "--n-samples", "60", "--attacks", "fgsm:0,fgsm:0.1",
+              "--html")
+    for name in ["adversarial.csv", "adversarial_curves.csv", "layer_difference.csv", "adversarial.json",
+                 "adversarial.html", "layer_difference.html"]:
+        assert (out / name).is_file(), name
+    table = pd.read_csv(out / "adversarial.csv")
+    assert list(table["attack"]) == ["clean", "FGSM eps=0", "FGSM eps=0.1"]
+    assert table["accuracy"][1] == table["accuracy"][0] > table["accuracy"][2]
+    assert "FGSM eps=0.1" in res.output
+
+
+def test_adversarial_rejects_an_unknown_attack(run, tmp_path):
+    res = run("adversarial", "tiny10-s0", "--out", str(tmp_path / "x"), "--attacks", "deepfool", ok=False)
+    assert res.exit_code != 0 and "unknown attack 'deepfool'" in res.output

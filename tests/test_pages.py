@@ -9,13 +9,12 @@ extracts activations and fits UMAP.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 
 import numpy as np
 import pytest
-from apptest_helpers import ROOT, assert_clean, open_page
+from apptest_helpers import ROOT, assert_clean, open_page, values
 from streamlit.testing.v1 import AppTest
 
 from gbs_core.activations import save_activations
@@ -29,14 +28,6 @@ pytestmark = pytest.mark.usefixtures("module_disk_cache")
 
 def figures(at: AppTest) -> list[dict]:
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-
-
-def values(a) -> np.ndarray:
-    """A plotly array from a figure's JSON: a list, or a typed array ``{"dtype", "bdata"[, "shape"]}``."""
-    if isinstance(a, dict) and "bdata" in a:
-        out = np.frombuffer(base64.b64decode(a["bdata"]), dtype=a["dtype"])
-        return out.reshape([int(s) for s in str(a["shape"]).split(",")]) if "shape" in a else out
-    return np.asarray(a)
 
 
 def graph_nodes(at: AppTest, i: int = 0) -> list[dict]:

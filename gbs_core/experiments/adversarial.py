@@ -127,7 +127,8 @@ def attack_images(model: nn.Module, images: torch.Tensor, labels: np.ndarray, sp
     """Attacked copies of ``images`` (float32 in [0, 1], shape (N, C, H, W)) against their true ``labels``.
 
     Seeded: ART draws from numpy's global generator, so its state is set from ``seed`` here and restored after. A
-    zero budget (``eps=0`` for PGD) returns the images unchanged; FGSM at ``eps=0`` runs and changes nothing.
+    zero budget (``eps=0`` for PGD) returns the images unchanged; FGSM at ``eps=0`` runs and changes nothing. A pixel
+    that moved by less than 1e-6 (float rounding in ART's rescaling) keeps its original value.
     """
     if spec.kind == "pgd" and spec.strength == 0:
         return images.clone()
@@ -149,7 +150,9 @@ def attack_images(model: nn.Module, images: torch.Tensor, labels: np.ndarray, sp
         np.random.set_state(state)
         torch.random.set_rng_state(torch_state)
         model.train(was_training)
-    return torch.from_numpy(np.clip(np.asarray(adv, dtype=np.float32), 0.0, 1.0))
+    adv = np.clip(np.asarray(adv, dtype=np.float32), 0.0, 1.0)
+    # ART rescales images inside some attacks (one-pixel): untouched pixels come back off by float rounding
+    return torch.from_numpy(np.where(np.abs(adv - x) < 1e-6, x, adv))
 
 
 def adversarial_dataset(
@@ -161,11 +164,13 @@ def adversarial_dataset(
     cache: DiskCache | None = None,
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    require_cached: bool = False,
 ) -> Dataset:
     """``data`` attacked against ``loaded``'s model, as a Dataset (true labels, id naming model, data, attack, seed).
 
     The work is split in chunks of ``ATTACKS[kind].chunk`` samples, each cached on its own and seeded by ``seed`` and
-    its position; ``progress(samples_done, n)`` moves after each chunk.
+    its position; ``progress(samples_done, n)`` moves after each chunk. With ``require_cached`` a chunk missing from
+    the cache raises LookupError instead of being computed (a page asks before it starts a slow attack).
     """
     base = {"kind": "adversarial", "version": ADVERSARIAL_VERSION, "model": loaded.model_id, "data": data.dataset_id,
             "attack": spec.kind, "strength": float(spec.strength), "seed": int(seed)}
@@ -181,6 +186,8 @@ def adversarial_dataset(
             return {"images": adv.numpy()}
 
         key = {**base, "start": start, "stop": stop}
+        if require_cached and (cache is None or cache.get(key) is None):
+            raise LookupError(f"{spec.label} on {data.dataset_id} is not in the cache")
         parts.append(compute()["images"] if cache is None else cache.get_or_compute(key, compute)[0]["images"])
         if progress is not None:
             progress(stop, n)
@@ -249,11 +256,12 @@ def run_adversarial(
     cache: DiskCache | None = None,
     device: str = "cpu",
     progress: Progress | None = None,
+    require_cached: bool = False,
 ) -> AdversarialResult:
     """Modularity curves (k = 3, ground-truth classes as communities) of clean and attacked inputs, with accuracies.
 
     ``progress(done, total, message)`` counts samples attacked plus one step per curve, so it moves with the work of
-    a slow attack (one chunk at a time).
+    a slow attack (one chunk at a time). ``require_cached``: see :func:`adversarial_dataset`.
     """
     attacks = list(attacks)
     total = len(attacks) * len(data) + len(attacks) + 1
@@ -275,7 +283,8 @@ def run_adversarial(
             done = start + s
             report(f"{spec.label}: {s} of {n} samples attacked")
 
-        adv = adversarial_dataset(loaded, data, spec, seed=seed, cache=cache, device=device, progress=moved)
+        adv = adversarial_dataset(loaded, data, spec, seed=seed, cache=cache, device=device, progress=moved,
+                                  require_cached=require_cached)
         done = start + len(data)
         sets.append((spec.label, spec.kind, float(spec.strength), adv,
                      feature_set(loaded, adv, layers, pool=pool, cache=cache, device=device)))

@@ -14,6 +14,7 @@ from gbs_core.metrics import (
     modularity,
     modularity_curve,
     modularity_curve_stats,
+    modularity_difference,
     prunable_layers,
 )
 
@@ -254,3 +255,34 @@ def test_errors():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         modularity(A, y)  # no spurious warnings
+
+
+# --- modularity_difference ------------------------------------------------------------------------------------------
+
+
+def test_modularity_difference_on_a_hand_made_curve():
+    # Q = 0.1, 0.4, 0.35, 0.9: every entry worked out by hand
+    D = modularity_difference([0.1, 0.4, 0.35, 0.9])
+    expected = np.array([
+        [0.0, 0.3, 0.25, 0.8],
+        [0.3, 0.0, 0.05, 0.5],
+        [0.25, 0.05, 0.0, 0.55],
+        [0.8, 0.5, 0.55, 0.0],
+    ])
+    np.testing.assert_allclose(D, expected, atol=1e-12)
+
+
+def test_modularity_difference_of_a_batched_curve_uses_the_batch_means_and_keeps_nan_in_its_row():
+    D = modularity_difference({"a": [0.1, 0.3], "b": [0.6], "c": [np.nan]})
+    assert D.shape == (3, 3)
+    np.testing.assert_allclose(D[:2, :2], [[0.0, 0.4], [0.4, 0.0]], atol=1e-12)
+    assert np.isnan(D[2]).all() and np.isnan(D[:, 2]).all()
+
+
+def test_modularity_difference_is_symmetric_nonnegative_with_a_zero_diagonal():
+    q = np.random.default_rng(0).random(9)
+    D = modularity_difference(q)
+    np.testing.assert_array_equal(D, D.T)
+    assert (D >= 0).all() and (np.diag(D) == 0).all()
+    # the triangle inequality of |a - b|: D[i, k] <= D[i, j] + D[j, k] for all i, j, k
+    assert (D[:, None, :] <= D[:, :, None] + D[None, :, :] + 1e-12).all()

@@ -1,0 +1,105 @@
+"""AppTest for the Training dynamics and Adversarial pages: what they show, on small N so the runs stay short."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from apptest_helpers import assert_clean, open_page, values
+
+from gbs_core.zoo.architectures import Tiny10
+
+pytestmark = pytest.mark.usefixtures("module_disk_cache")
+
+
+def _by_key(elements, key):
+    return next(e for e in elements if e.key == key)
+
+
+def _plotly(at, key):
+    import json
+
+    return json.loads(next(e for e in at.get("plotly_chart") if e.proto.id and key in e.proto.id).proto.spec)
+
+
+def test_training_dynamics_page_shows_the_heatmap_curves_and_layer_difference():
+    at = open_page("pages/7_Training_dynamics.py")
+    _by_key(at.number_input, "dyn_n").set_value(60)
+    at.run()
+    assert_clean(at)
+    assert _by_key(at.selectbox, "dyn_model").value == "tiny10-s0" or "resnet20" in _by_key(
+        at.selectbox, "dyn_model").options
+    _by_key(at.selectbox, "dyn_model").set_value("resnet20")
+    at.run()
+    assert_clean(at)
+    heat = _plotly(at, "dyn_heat")["data"][0]
+    assert heat["type"] == "heatmap" and len(heat["y"]) == 8 and len(heat["x"]) == 10
+    assert heat["y"][0].startswith("epoch 0 ·") and heat["y"][-1].startswith("epoch 40 ·")
+    change = at.dataframe[0].value.set_index("layer")
+    assert change.loc["layer3.2", "q_change"] > change.loc["stem", "q_change"] + 0.3
+    diff = values(_plotly(at, "dyn_diff")["data"][0]["z"])
+    assert diff.shape == (10, 10) and (diff.diagonal() == 0).all() and (diff == diff.T).all()
+    cka = values(_plotly(at, "dyn_cka")["data"][0]["z"])
+    assert abs(cka[3, 3] - 1.0) < 1e-6
+    _by_key(at.radio, "dyn_metric").set_value("cka_to_last")
+    at.run()
+    assert_clean(at)
+    z = values(_plotly(at, "dyn_heat")["data"][0]["z"])
+    assert (abs(z[-1] - 1.0) < 1e-5).all()  # the last checkpoint against itself
+
+
+def test_training_dynamics_page_takes_the_users_own_checkpoint_files():
+    at = open_page("pages/7_Training_dynamics.py")
+    _by_key(at.number_input, "dyn_n").set_value(40)
+    _by_key(at.selectbox, "dyn_model").set_value("your checkpoint files")
+    at.run()
+    assert_clean(at)
+    assert any("at least two checkpoints" in i.value for i in at.info)
+    files = []
+    for epoch in (1, 5):
+        torch.manual_seed(epoch)
+        buf = io.BytesIO()
+        torch.save(Tiny10().state_dict(), buf)
+        files.append((f"mine_ep{epoch}.pt", buf.getvalue(), "application/octet-stream"))
+    _by_key(at.get("file_uploader"), "dyn_files").set_value(files)
+    at.run()
+    assert_clean(at)
+    heat = _plotly(at, "dyn_heat")["data"][0]
+    assert [y.split(" ·")[0] for y in heat["y"]] == ["epoch 1 (mine_ep1.pt)", "epoch 5 (mine_ep5.pt)"]
+
+
+def test_adversarial_page_shows_attacked_curves_below_the_clean_one():
+    at = open_page("pages/8_Adversarial.py", zoo="tiny10-s0")
+    _by_key(at.number_input, "adv_n").set_value(60)
+    _by_key(at.text_input, "adv_eps").set_value("0, 0.1")
+    at.run()
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert list(table["attack"]) == ["clean", "FGSM eps=0", "FGSM eps=0.1", "PGD (L-inf, 10 steps) eps=0",
+                                     "PGD (L-inf, 10 steps) eps=0.1"]
+    acc = table.set_index("attack")["accuracy"]
+    assert acc["FGSM eps=0"] == acc["clean"] > acc["FGSM eps=0.1"] + 0.3
+    q_last = table.set_index("attack").iloc[:, -1]
+    assert q_last["PGD (L-inf, 10 steps) eps=0.1"] < q_last["clean"]
+    names = [t["name"] for t in _plotly(at, "adv_curves")["data"]]
+    assert names[0].startswith("clean (accuracy") and len(names) == 5
+
+    # a slow attack waits for the button, then runs with the others read back from the cache
+    _by_key(at.multiselect, "adv_kinds").set_value(["fgsm", "one-pixel"])
+    _by_key(at.number_input, "adv_n").set_value(20)
+    at.run()
+    assert_clean(at)
+    assert any("slow attack" in i.value for i in at.info)
+    _by_key(at.button, "adv_run").click()
+    at.run()
+    assert_clean(at)
+    assert "One-pixel pixels=1" in list(at.dataframe[0].value["attack"])
+
+
+def test_adversarial_page_explains_bad_eps():
+    at = open_page("pages/8_Adversarial.py", zoo="tiny10-s0")
+    _by_key(at.text_input, "adv_eps").set_value("0.1, lots")
+    at.run()
+    assert not at.exception
+    assert any("write the eps values as numbers" in e.value for e in at.error)
