@@ -3,7 +3,8 @@
 For every page: wait until the script has finished, check that the plotly charts hold traces and that the graph
 iframe drew its canvas, that no error or exception box is shown, and that no request left 127.0.0.1; save a
 screenshot to ``artifacts/screenshots/``. Per page: the home page's cards, navigation ("Home" first) and links to
-every page; the graph's download is a self-contained file; Pruning offers to start a run; Sanity check shows its tables. Requires ``/usr/bin/chromium`` (``scripts/setup.sh dev`` installs it;
+every page; the graph's download is a self-contained file; Pruning offers to start a run; Sanity check shows its
+tables; Training dynamics shows ResNet-20's epochs; Adversarial shows the clean curve and six attacked ones. Requires ``/usr/bin/chromium`` (``scripts/setup.sh dev`` installs it;
 never ``playwright install``).
 """
 
@@ -48,6 +49,8 @@ PAGES = [
     ("Motifs", "motifs", 2, 0),
     ("Pruning", "pruning", 0, 0),  # a fresh cache holds no fine-tuning run: the page offers to start one
     ("Sanity_check", "sanity_check", 2, 0),
+    ("Training_dynamics", "training_dynamics", 4, 0),  # heatmap, overlaid curves, layer difference, CKA
+    ("Adversarial", "adversarial", 3, 0),  # curves, layer difference, CKA
 ]
 ANALYSIS_PAGES = 5  # home and pages 1-4: the pages the issue's speed targets were first measured on
 LOCAL_SCHEMES = {"data", "blob", "about"}
@@ -197,6 +200,8 @@ def check_page(page, name: str) -> None:
             "Motifs",
             "Pruning",
             "Sanity check",
+            "Training dynamics",
+            "Adversarial",
         ], nav
         links = page.locator('[data-testid="stMain"] [data-testid="stPageLink"] a')
         assert [h.split("/")[-1] for h in links.evaluate_all("as => as.map(a => a.href)")] == [p for p, *_ in PAGES[1:]]
@@ -213,6 +218,12 @@ def check_page(page, name: str) -> None:
         assert page.get_by_role("button", name="Run pruning").is_visible()
     elif name == "sanity_check":
         assert page.locator('[data-testid="stDataFrame"]').count() >= 2  # accuracy table and per-layer table
+    elif name == "training_dynamics":
+        rows = page.locator(".js-plotly-plot").first.locator(".ytick text").all_inner_texts()
+        assert rows[0].startswith("epoch 0 ·") and rows[-1].startswith("epoch 40 ·"), rows  # ResNet-20's 8 epochs
+    elif name == "adversarial":
+        legend = page.locator(".js-plotly-plot").first.locator(".legendtext").all_inner_texts()
+        assert legend[0].startswith("clean (accuracy") and len(legend) == 7, legend  # clean + FGSM, PGD x 3 eps
 
 
 def test_every_page_renders_offline_without_errors(server, browser):

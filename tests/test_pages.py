@@ -55,7 +55,8 @@ def test_home_shows_one_card_per_model_and_links():
     flagged, of = metrics["Flagged by dQ < 0.03"].split(" of ")
     assert int(of) == N_RESNET56_LAYERS and 0 <= int(flagged) <= N_RESNET56_LAYERS - 1
     links = [link.proto.page for link in at.get("page_link")]  # every page of pages/, in order, by its URL path
-    assert links == ["Sample_graph", "Modularity", "Similarity", "Motifs", "Pruning", "Sanity_check"]
+    assert links == ["Sample_graph", "Modularity", "Similarity", "Motifs", "Pruning", "Sanity_check",
+                     "Training_dynamics", "Adversarial"]
     assert "resnet56" in at.info[0].value and "digits in noise" in at.info[0].value
 
 
