@@ -33,14 +33,14 @@ def pruning(spec: ModelSpec, *, run: bool, **params) -> dict | None:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _pruning(spec: ModelSpec, *, threshold: float | str, epochs: int, lr: float, control_seeds: tuple[int, ...],
-             curve_samples: int, train_samples: int | None, k: int, run: bool) -> dict:
+             curve_samples: int, train_samples: int | None, k: int, run: bool, criterion: str = "modularity") -> dict:
     loaded = cached.load_model(spec)
     cache = cached.disk_cache()
     pdata = pruning_data(training_data_of(spec.name), curve_samples=curve_samples, train_samples=train_samples,
                          load=cached.bundled)
     curve_data, train, test = pdata.curve, pdata.train, pdata.test
-    curve = pruning_curve(loaded, curve_data, k=k, cache=cache)
-    kwargs = dict(threshold=threshold, finetune=pdata.finetune_config(epochs, lr), control_seeds=control_seeds,
+    curve = pruning_curve(loaded, curve_data, k=k, cache=cache, criterion=criterion)
+    kwargs = dict(threshold=threshold, criterion=criterion, finetune=pdata.finetune_config(epochs, lr), control_seeds=control_seeds,
                   model_id=loaded.model_id, model_label=loaded.label, cache=cache,
                   extra_settings={"curve_split": "train", "curve_samples": len(curve_data), "k": k,
                                   "curve_data": curve_data.dataset_id})

@@ -242,8 +242,12 @@ def _threshold(value: str) -> float | str:
 @main.command()
 @click.argument("model")
 @out_option
-@click.option("--threshold", default="0.03", show_default=True,
-              help="dQ threshold, or 'median' (the median dQ of the curve: flags about half the layers).")
+@click.option("--criterion", type=click.Choice(["modularity", "gbs"]), default="modularity", show_default=True,
+              help="modularity: flag layers whose gain dQ is below the threshold; gbs: flag layers whose dense GBS "
+                   "similarity to the previous layer is above it.")
+@click.option("--threshold", default=None,
+              help="A number or 'median' (flags about half the layers). Default: 0.03 for modularity (the paper's "
+                   "rule), median for gbs.")
 @click.option("--epochs", type=int, default=10, show_default=True, help="Fine-tuning epochs (0: no fine-tuning).")
 @click.option("--lr", type=float, default=0.01, show_default=True, help="Fine-tuning learning rate (cosine schedule).")
 @click.option("--batch-size", type=int, default=128, show_default=True)
@@ -259,14 +263,15 @@ def _threshold(value: str) -> float | str:
 @click.option("--train-samples", type=int, default=None, help="Fine-tune on a stratified subsample (default: all).")
 @html_option
 @click.pass_context
-def prune(ctx, model, out, threshold, epochs, lr, batch_size, finetune_seed, control_seeds, curve_samples, curve_split,
+def prune(ctx, model, out, criterion, threshold, epochs, lr, batch_size, finetune_seed, control_seeds, curve_samples, curve_split,
           k, n_batches, train_samples, html):
-    """Modularity-guided pruning of MODEL: remove the flagged removable units, fine-tune, evaluate, and compare with
-    controls that remove as many unflagged units. Writes pruning.csv (one row per model), units.csv (every unit: Q,
-    dQ, flagged, removable, reason), pruning.json (everything, with the fine-tuning history) (and pruning.html)."""
-    from gbs_core.experiments.pruning import pruning_curve, pruning_data, run_pruning
+    """Modularity- or GBS-guided pruning of MODEL: remove the flagged removable units, fine-tune, evaluate, and compare
+    with controls that remove as many unflagged units. Writes pruning.csv (one row per model), units.csv (every unit:
+    Q and dQ or GBS to the previous layer, flagged, removable, reason), pruning.json (everything, with the fine-tuning
+    history) (and pruning.html)."""
+    from gbs_core.experiments.pruning import DEFAULT_THRESHOLDS, pruning_curve, pruning_data, run_pruning
 
-    thr = _threshold(threshold)
+    thr = _threshold(threshold if threshold is not None else str(DEFAULT_THRESHOLDS[criterion]))
     seeds = [int(s) for s in _csv_list(control_seeds) or []]
     loaded = _load(model)
     cache = _cache(ctx)
@@ -277,9 +282,9 @@ def prune(ctx, model, out, threshold, epochs, lr, batch_size, finetune_seed, con
     curve_data = pdata.curve if curve_split == "train" else (
         test.subsample(curve_samples, seed=0) if curve_samples < len(test) else test)
     out.mkdir(parents=True, exist_ok=True)
-    _say(f"{loaded.label}: modularity curve on {len(curve_data)} images of {curve_data.dataset_id} (k={k})")
+    _say(f"{loaded.label}: {criterion} curve on {len(curve_data)} images of {curve_data.dataset_id}")
     try:
-        curve = pruning_curve(loaded, curve_data, k=k, n_batches=n_batches, cache=cache)
+        curve = pruning_curve(loaded, curve_data, k=k, n_batches=n_batches, cache=cache, criterion=criterion)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     cfg = pdata.finetune_config(epochs, lr, batch_size=batch_size, seed=finetune_seed)
@@ -289,6 +294,7 @@ def prune(ctx, model, out, threshold, epochs, lr, batch_size, finetune_seed, con
 
     result = run_pruning(loaded.model, curve, train, test, threshold=thr, finetune=cfg, control_seeds=seeds,
                          model_id=loaded.model_id, model_label=loaded.label, cache=cache, progress=report,
+                         criterion=criterion,
                          extra_settings={"curve_split": curve_split, "curve_samples": len(curve_data), "k": k,
                                          "n_batches": n_batches, "curve_data": curve_data.dataset_id})
     _write_csv(out / "pruning.csv", result.table())

@@ -4,17 +4,19 @@ import streamlit as st
 
 from dashboard import errors, experiments, widgets, workspace
 from gbs_core import figures
+from gbs_core.experiments.pruning import CRITERIA
 
 st.set_page_config(page_title="Pruning · GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
 ws = workspace.show()
-st.title("Modularity-guided pruning")
+st.title("Modularity- and GBS-guided pruning")
 st.caption(
-    "Layers whose modularity gain dQ is below the threshold are flagged (Modularity page). A flagged unit is removed "
+    "Layers whose modularity gain dQ is below the threshold are flagged (Modularity page), or, with the GBS "
+    "criterion, layers whose dense GBS similarity to the previous layer is above it. A flagged unit is removed "
     "when the network still fits without it (a residual block with an identity shortcut, a conv or linear block of "
     "equal width); the others are listed with the reason. The pruned model is fine-tuned on the training split of "
     "the data the model was trained on (for the digits in noise, freshly transformed each epoch) and tested on its "
     "held-out split. **Control:** as many removable units that were *not* flagged, drawn "
-    "at random per seed and fine-tuned identically. The modularity curve is computed on training images."
+    "at random per seed and fine-tuned identically. The criterion's curve is computed on training images."
 )
 models = [m for m in ws.models if m.spec is not None]
 if not models:
@@ -23,21 +25,30 @@ if not models:
 label = st.selectbox("Model", [m.label for m in models], key="prune_model")
 spec = next(m.spec for m in models if m.label == label)
 
+criterion = st.radio("Criterion", list(CRITERIA), format_func=lambda c: f"{c}: {CRITERIA[c]}", horizontal=True,
+                     key="prune_criterion")
 c1, c2, c3, c4 = st.columns(4)
-rule = c1.selectbox("Threshold", ["0.03 (paper)", "median dQ", "custom"], key="prune_rule",
-                    help="The paper's rule flags layers whose gain dQ is below 0.03. The median of dQ flags about "
-                    "half, always leaving unflagged layers for the control (on the plain digits Q is high from the "
-                    "first layer, so 0.03 flags nearly every layer there).")
-threshold = {"0.03 (paper)": 0.03, "median dQ": "median"}.get(rule)
-if threshold is None:
-    threshold = c1.number_input("dQ threshold", 0.0, 0.5, 0.01, 0.001, format="%.3f", key="prune_thr")
+if criterion == "modularity":
+    rule = c1.selectbox("Threshold", ["0.03 (paper)", "median dQ", "custom"], key="prune_rule",
+                        help="The paper's rule flags layers whose gain dQ is below 0.03. The median of dQ flags about "
+                        "half, always leaving unflagged layers for the control (on the plain digits Q is high from the "
+                        "first layer, so 0.03 flags nearly every layer there).")
+    threshold = {"0.03 (paper)": 0.03, "median dQ": "median"}.get(rule)
+    if threshold is None:
+        threshold = c1.number_input("dQ threshold", 0.0, 0.5, 0.01, 0.001, format="%.3f", key="prune_thr")
+else:
+    rule = c1.selectbox("Threshold", ["median GBS", "custom"], key="prune_rule_gbs",
+                        help="The GBS paper gives no number: the median of the similarities to the previous layer flags "
+                        "about half the layers (those that change the sample graph least).")
+    threshold = "median" if rule == "median GBS" else c1.number_input(
+        "GBS threshold", 0.0, 1.0, 0.99, 0.001, format="%.3f", key="prune_thr_gbs")
 epochs = c2.number_input("Fine-tuning epochs", 0, 100, 10, key="prune_epochs")
 lr = c2.number_input("Learning rate", 0.0001, 1.0, 0.01, format="%.4f", key="prune_lr")
 n_controls = c3.number_input("Control seeds", 0, 10, 3, key="prune_controls")
 train_n = c3.number_input("Training images (max 1257)", 50, 1257, 1257, key="prune_train_n")
 curve_n = c4.number_input("Images for the curve", 50, 1257, 500, key="prune_curve_n")
 
-params = dict(threshold=threshold, epochs=int(epochs), lr=float(lr), control_seeds=tuple(range(int(n_controls))),
+params = dict(criterion=criterion, threshold=threshold, epochs=int(epochs), lr=float(lr), control_seeds=tuple(range(int(n_controls))),
               curve_samples=int(curve_n), train_samples=None if train_n >= 1257 else int(train_n), k=ws.k_modularity)
 with errors.guard("prune the model"):
     result = experiments.pruning(spec, **params, run=False)
@@ -52,7 +63,8 @@ res = experiments.as_pruning(result)
 plan = res.plan
 st.subheader("What the rule flags")
 a, b, c = st.columns(3)
-a.metric(f"Flagged (dQ < {plan.threshold:.4g}, rule: {rule})", f"{len(plan.flagged)} of {len(plan.units)}")
+sign = "dQ <" if plan.criterion == "modularity" else "GBS to previous >"
+a.metric(f"Flagged ({sign} {plan.threshold:.4g}, rule: {rule})", f"{len(plan.flagged)} of {len(plan.units)}")
 b.metric("Removed in the pruned model", len(plan.to_remove))
 c.metric("Unflagged removable (control pool)", len(plan.control_pool))
 units = res.units_table()

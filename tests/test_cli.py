@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -99,6 +100,21 @@ def test_prune_writes_every_file(run, tmp_path):
         assert list(table["variant"]) == ["original", "flagged"] + ["control"] * min(2, n_distinct)
         assert "flagged" in res.output
     assert "epoch 1/1" in res.output
+
+
+def test_prune_with_the_gbs_criterion_flags_by_similarity_to_the_previous_layer(run, tmp_path):
+    out = tmp_path / "g"
+    run("prune", "resnet20", "--criterion", "gbs", "--out", str(out), "--epochs", "0", "--curve-samples", "60",
+        "--control-seeds", "")
+    units = pd.read_csv(out / "units.csv")
+    assert "gbs_to_previous" in units.columns and "dq" not in units.columns
+    sims = units["gbs_to_previous"].to_numpy()
+    assert np.isnan(sims[0]) and np.all((sims[1:] > 0) & (sims[1:] <= 1 + 1e-9))
+    full = json.loads((out / "pruning.json").read_text())
+    assert full["settings"]["criterion"] == "gbs" and full["settings"]["threshold_rule"] == "median"
+    thr = float(np.median(sims[1:]))
+    assert full["plan"]["threshold"] == pytest.approx(thr)
+    assert list(units.loc[units["flagged"], "layer"]) == list(units["layer"].iloc[1:][sims[1:] > thr])
 
 
 def test_prune_rejects_bad_threshold(run, tmp_path):

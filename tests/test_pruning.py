@@ -169,6 +169,47 @@ def test_median_threshold_and_errors():
         plan_pruning(units, {"stem": 0.1, "layer1.0": 0.2})
 
 
+def test_gbs_criterion_flags_layers_too_similar_to_the_one_before():
+    model = _small_resnet()
+    layers = model.default_layers()  # stem, layer1.0, layer1.1, layer2.0, layer2.1, layer3.0, layer3.1
+    units = removable_units(model, layers, (1, 8, 8))
+    sims = [np.nan, 0.99, 0.90, 0.995, 0.80, 0.97, 0.999]  # GBS(layer l-1, layer l); the stem has none
+    plan = plan_pruning(units, dict(zip(layers, sims, strict=True)), threshold=0.95, criterion="gbs")
+    assert plan.criterion == "gbs"
+    assert plan.flagged == ("layer1.0", "layer2.0", "layer3.0", "layer3.1")
+    assert plan.kinds == dict.fromkeys(plan.flagged, "redundant")
+    assert plan.dq == {"layer1.0": 0.99, "layer2.0": 0.995, "layer3.0": 0.97, "layer3.1": 0.999}
+    # layer2.0 and layer3.0 change the shape (stride 2), so only the identity blocks go
+    assert plan.to_remove == ("layer1.0", "layer3.1")
+    assert plan.control_pool == ("layer1.1", "layer2.1")
+    # the median of the six similarities after the stem is (0.97 + 0.99) / 2 = 0.98: flags the three above it
+    assert resolve_threshold(dict(zip(layers, sims, strict=True)), "median", "gbs") == pytest.approx(0.98)
+    median = plan_pruning(units, dict(zip(layers, sims, strict=True)), threshold="median", criterion="gbs")
+    assert median.flagged == ("layer1.0", "layer2.0", "layer3.1")
+    with pytest.raises(ValueError, match="unknown pruning criterion 'cka'"):
+        plan_pruning(units, dict(zip(layers, sims, strict=True)), criterion="cka")
+    back = PruningResult.from_dict(_result_with_plan(plan).to_dict()).plan
+    np.testing.assert_array_equal(back.q, plan.q)  # NaN for the stem
+    assert back.criterion == "gbs" and (back.flagged, back.dq, back.to_remove) == (plan.flagged, plan.dq, plan.to_remove)
+
+
+def _result_with_plan(plan):
+    return PruningResult("m", "id", {}, plan, 10, 10, 0.5, None, [])
+
+
+def test_gbs_to_previous_matches_gbs_of_each_consecutive_pair():
+    from gbs_core.analysis import feature_set_from_arrays
+    from gbs_core.metrics import gbs_similarity
+
+    rng = np.random.default_rng(0)
+    feats = {n: rng.normal(size=(30, 5)).astype(np.float32) for n in ("a", "b", "c")}  # the FeatureSet's dtype
+    fs = feature_set_from_arrays("m", feats, np.arange(30) % 3)
+    got = pruning.gbs_to_previous(fs)
+    assert np.isnan(got["a"])
+    assert got["b"] == pytest.approx(gbs_similarity(feats["a"], feats["b"]))
+    assert got["c"] == pytest.approx(gbs_similarity(feats["b"], feats["c"]))
+
+
 def test_pruning_run_on_a_tiny_model_reports_every_field_and_is_cached(tmp_path, monkeypatch):
     model = _small_resnet()
     train, test = _toy_data(48, seed=0, tag="train"), _toy_data(30, seed=1, tag="test")

@@ -1,6 +1,8 @@
-"""Modularity-guided pruning (paper 2) and its control, on any model whose analysed units sit in ``nn.Sequential``.
+"""Modularity- and GBS-guided pruning and their control, on any model whose analysed units sit in ``nn.Sequential``.
 
-The rule of REFERENCE.md section 3 flags layers whose modularity gain ``dQ`` is below a threshold. A flagged unit can
+The rule of REFERENCE.md section 3 flags layers whose modularity gain ``dQ`` is below a threshold (the modularity
+paper); the second criterion (``criterion="gbs"``, the GBS paper's claim that GBS guides pruning) flags layers whose
+dense GBS similarity to the previous layer is above a threshold: they barely change the sample graph. A flagged unit can
 only be cut out when the network still fits together without it: the unit must be an element of an ``nn.Sequential``
 (so it can be dropped by name) and its output must have the shape of its input (a residual block with an identity
 shortcut; a conv or linear block of equal width, stride 1, same padding). :func:`removable_units` measures each unit's
@@ -16,6 +18,7 @@ retrain.
 References
 ----------
 Lu et al., "Understanding the Dynamics of DNNs Using Graph Modularity", ECCV 2022, arXiv 2111.12485.
+Chen et al., "Graph-Based Similarity of Deep Neural Networks", Neurocomputing 614 (2024) 128722.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from gbs_core.activations import _one_thread
 from gbs_core.cache import DiskCache
 from gbs_core.data import Dataset
+from gbs_core.metrics.gbs import gbs_redundant_layers, gbs_similarity
 from gbs_core.metrics.modularity import prunable_layers
 from gbs_core.zoo.train import EpochLog, TrainConfig, count_parameters, evaluate, fit
 
@@ -55,9 +59,23 @@ __all__ = [
     "DEFAULT_FINETUNE",
     "PruningData",
     "pruning_data",
+    "CRITERIA",
+    "DEFAULT_THRESHOLDS",
+    "gbs_to_previous",
 ]
 
 PRUNING_VERSION = "2"  # bump when the meaning of a cached pruning result changes
+Criterion = Literal["modularity", "gbs"]
+CRITERIA = {
+    "modularity": "modularity gain dQ below the threshold (modularity paper)",
+    "gbs": "dense GBS similarity to the previous layer above the threshold (GBS paper)",
+}
+DEFAULT_THRESHOLDS: dict[str, float | str] = {"modularity": 0.03, "gbs": "median"}
+
+
+def _check_criterion(criterion: str) -> None:
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown pruning criterion {criterion!r}; choose from {', '.join(CRITERIA)}")
 # Fine-tuning defaults: a fifth of the zoo's learning rate, cosine schedule, the zoo's augmentation.
 DEFAULT_FINETUNE = TrainConfig(epochs=10, lr=0.01)
 
@@ -80,14 +98,17 @@ class UnitInfo:
 
 @dataclass(frozen=True)
 class PruningPlan:
-    """What the modularity rule flags, and what of it can be removed.
+    """What the criterion flags, and what of it can be removed.
 
     Attributes
     ----------
     units : every analysed unit in depth order, with removability.
-    q : mean modularity per unit (same order).
-    flagged : names flagged by ``prunable_layers`` (dQ < threshold), removable or not.
-    dq, kinds : dQ and "plateau"/"degradation" of each flagged name.
+    q : the criterion's score per unit (same order): mean modularity Q, or for ``criterion="gbs"`` the dense GBS
+        similarity to the previous unit (NaN for the first).
+    flagged : names flagged by ``prunable_layers`` (dQ < threshold) or by ``gbs_redundant_layers`` (GBS to the previous
+        layer > threshold), removable or not.
+    dq, kinds : dQ and "plateau"/"degradation" of each flagged name (for "gbs": its GBS to the previous layer and
+        "redundant").
     to_remove : the flagged names that are removable (the pruned model drops these).
     control_pool : removable names that were not flagged (the control draws from these).
     """
@@ -100,6 +121,7 @@ class PruningPlan:
     kinds: dict[str, str]
     to_remove: tuple[str, ...]
     control_pool: tuple[str, ...]
+    criterion: str = "modularity"
 
     @property
     def not_removable_flagged(self) -> list[UnitInfo]:
@@ -168,8 +190,10 @@ class PruningResult:
 
         rows = []
         for u, q in zip(self.plan.units, self.plan.q, strict=True):
+            score = ({"gbs_to_previous": q} if self.plan.criterion == "gbs"
+                     else {"q": q, "dq": self.plan.dq.get(u.name)})
             rows.append({
-                "position": u.position, "layer": u.name, "q": q, "dq": self.plan.dq.get(u.name),
+                "position": u.position, "layer": u.name, **score,
                 "flagged": u.name in self.plan.flagged, "kind": self.plan.kinds.get(u.name, ""),
                 "removable": u.removable, "removed_in_pruned_model": u.name in self.plan.to_remove,
                 "reason_not_removable": u.reason, "in_shape": "x".join(map(str, u.in_shape)),
@@ -210,7 +234,7 @@ class PruningResult:
                       for u in p.pop("units"))
         plan = PruningPlan(units=units, q=tuple(p["q"]), threshold=p["threshold"], flagged=tuple(p["flagged"]),
                            dq=dict(p["dq"]), kinds=dict(p["kinds"]), to_remove=tuple(p["to_remove"]),
-                           control_pool=tuple(p["control_pool"]))
+                           control_pool=tuple(p["control_pool"]), criterion=p.get("criterion", "modularity"))
         flagged = PrunedVariant(**d["flagged"]) if d.get("flagged") else None
         return cls(d["model_label"], d["model_id"], dict(d["settings"]), plan, d["original_params"],
                    d["original_flops"], d["original_accuracy"], flagged, [PrunedVariant(**c) for c in d["controls"]])
@@ -313,52 +337,68 @@ def removable_units(model: nn.Module, layers: Sequence[str], input_shape: Sequen
     return infos
 
 
-def resolve_threshold(q_values: Mapping[str, object], threshold: float | Literal["median"]) -> float:
-    """The numeric dQ threshold: ``threshold`` itself, or for ``"median"`` the median of dQ over layers 1..L-1.
+def resolve_threshold(q_values: Mapping[str, object], threshold: float | Literal["median"],
+                      criterion: Criterion = "modularity") -> float:
+    """The numeric threshold: ``threshold`` itself, or for ``"median"`` the median of dQ over layers 1..L-1
+    (modularity) or of the GBS similarity to the previous layer over layers 1..L-1 (gbs).
 
-    ``"median"`` is our addition to the paper's fixed 0.03: it flags about half of the layers whatever the range of
-    the curve, so that a control of equally many unflagged layers exists. (On the digits every layer's dQ is below
+    ``"median"`` is our addition to the papers' rules: it flags about half of the layers whatever the range of the
+    curve, so that a control of equally many unflagged layers exists. (On the plain digits every layer's dQ is below
     0.03, since Q is already high at the first layer, and the fixed threshold flags every layer.)
     """
+    _check_criterion(criterion)
     if isinstance(threshold, str):
         if threshold != "median":
             raise ValueError(f"threshold must be a number or 'median'; got {threshold!r}")
         q = np.array([float(np.mean(np.asarray(v, dtype=np.float64))) for v in q_values.values()])
         if q.size < 2:
             raise ValueError("a 'median' threshold needs a curve of at least 2 layers")
-        return float(np.median(np.diff(q)))
+        return float(np.median(np.diff(q) if criterion == "modularity" else q[1:]))
     return float(threshold)
 
 
 def plan_pruning(
-    units: Sequence[UnitInfo], q_values: Mapping[str, object], *, threshold: float | Literal["median"] = 0.03
+    units: Sequence[UnitInfo], q_values: Mapping[str, object], *, threshold: float | Literal["median"] = 0.03,
+    criterion: Criterion = "modularity",
 ) -> PruningPlan:
-    """Apply ``prunable_layers`` to the modularity curve and split the flagged units into removable and not.
+    """Apply the criterion to its per-unit scores and split the flagged units into removable and not.
 
-    ``q_values`` maps each unit's name to its Q (or per-batch Q array, averaged), in the same order as ``units``.
-    ``threshold`` is the dQ threshold, or ``"median"`` (see :func:`resolve_threshold`); the plan records the number.
+    ``criterion="modularity"``: ``q_values`` maps each unit to its Q (or per-batch Q array, averaged) and
+    ``prunable_layers`` flags dQ < threshold. ``criterion="gbs"``: ``q_values`` maps each unit to its dense GBS
+    similarity to the previous unit (the first unit's value is ignored) and ``gbs_redundant_layers`` flags those above
+    the threshold. Both in the same order as ``units``; ``threshold`` may be ``"median"`` (see
+    :func:`resolve_threshold`); the plan records the number.
 
     Raises
     ------
     ValueError
-        When the curve's layers are not the units' names in the same order, or a Q value is not finite.
+        When the scores' layers are not the units' names in the same order, a score is not finite, an unknown
+        criterion.
     """
     names = [u.name for u in units]
     if list(q_values) != names:
-        raise ValueError(f"the modularity curve's layers {list(q_values)} differ from the units {names}")
-    threshold = resolve_threshold(q_values, threshold)
-    flagged = prunable_layers(q_values, threshold=threshold)
+        raise ValueError(f"the curve's layers {list(q_values)} differ from the units {names}")
+    threshold = resolve_threshold(q_values, threshold, criterion)
+    score = {n: float(np.mean(np.asarray(q_values[n], dtype=np.float64))) for n in names}
+    if criterion == "modularity":
+        flagged = prunable_layers(q_values, threshold=threshold)
+        dq, kinds = {f.name: f.dq for f in flagged}, {f.name: f.kind for f in flagged}
+    else:
+        flagged = gbs_redundant_layers({n: (score[n] if i else 0.0) for i, n in enumerate(names)},
+                                       threshold=threshold)
+        dq, kinds = {f.name: f.similarity for f in flagged}, {f.name: "redundant" for f in flagged}
     removable = {u.name for u in units if u.removable}
     flagged_names = [f.name for f in flagged]
     return PruningPlan(
         units=tuple(units),
-        q=tuple(float(np.mean(np.asarray(q_values[n], dtype=np.float64))) for n in names),
+        q=tuple(score[n] for n in names),
         threshold=float(threshold),
         flagged=tuple(flagged_names),
-        dq={f.name: f.dq for f in flagged},
-        kinds={f.name: f.kind for f in flagged},
+        dq=dq,
+        kinds=kinds,
         to_remove=tuple(n for n in flagged_names if n in removable),
         control_pool=tuple(n for n in names if n in removable and n not in set(flagged_names)),
+        criterion=criterion,
     )
 
 
@@ -460,6 +500,7 @@ def run_pruning(
     progress: Callable[[PruneProgress], None] | None = None,
     extra_settings: Mapping | None = None,
     require_cached: bool = False,
+    criterion: Criterion = "modularity",
 ) -> PruningResult:
     """Prune the flagged removable units of ``model``, fine-tune, evaluate, and run the control.
 
@@ -467,9 +508,10 @@ def run_pruning(
     ----------
     model : nn.Module
         The trained network (not modified).
-    q_values : mapping layer name -> Q (or per-batch Q array)
-        The modularity curve over the units to consider, in depth order (e.g. ``modularity_curve`` of the model's
-        default layers).
+    q_values : mapping layer name -> score
+        The criterion's curve over the units to consider, in depth order: for ``criterion="modularity"`` Q (or
+        per-batch Q arrays; ``modularity_curve`` of the model's default layers), for ``"gbs"`` the GBS similarity to
+        the previous unit (:func:`gbs_to_previous`). See :func:`pruning_curve`.
     train, test : Dataset
         Fine-tuning and evaluation splits.
     threshold : float or "median", default 0.03
@@ -500,7 +542,7 @@ def run_pruning(
     model_id = model_id or model_fingerprint(model)
     input_shape = train.input_shape
     units = removable_units(model, list(q_values), input_shape)
-    plan = plan_pruning(units, q_values, threshold=threshold)
+    plan = plan_pruning(units, q_values, threshold=threshold, criterion=criterion)
     jobs: list[tuple[str, int | None, list[str]]] = []
     if plan.to_remove:
         jobs.append(("flagged", None, list(plan.to_remove)))
@@ -542,12 +584,30 @@ def run_pruning(
             progress(PruneProgress(label, done, total, f"{label}: removed {len(removed)} units, test accuracy "
                                    f"{v.accuracy_before:.4f} before and {v.accuracy_after:.4f} after fine-tuning"))
         variants.append(v)
-    settings = {"threshold": plan.threshold, "threshold_rule": str(threshold), "finetune": asdict(finetune), "control_seeds": [int(s) for s in control_seeds],
+    settings = {"criterion": criterion, "threshold": plan.threshold, "threshold_rule": str(threshold), "finetune": asdict(finetune), "control_seeds": [int(s) for s in control_seeds],
                 "train": train.dataset_id, "test": test.dataset_id, "n_train": len(train), "n_test": len(test),
                 **dict(extra_settings or {})}
     flagged = variants[0] if variants and variants[0].kind == "flagged" else None
     return PruningResult(model_label, model_id, settings, plan, count_parameters(model), count_flops(model, input_shape),
                          evaluate(model, test, device=device), flagged, [v for v in variants if v.kind == "control"])
+
+
+def gbs_to_previous(fs, *, cache: DiskCache | None = None) -> dict[str, float]:
+    """Dense GBS similarity of each layer of a FeatureSet to the layer before it (NaN for the first), cached per pair:
+    the GBS pruning criterion's curve."""
+    out: dict[str, float] = {}
+    for i, layer in enumerate(fs.layers):
+        if i == 0:
+            out[layer] = float("nan")
+            continue
+        prev = fs.layers[i - 1]
+
+        def compute(prev=prev, layer=layer):
+            return {"gbs": np.array(gbs_similarity(fs.features[prev], fs.features[layer]))}
+
+        key = fs.key("gbs_to_previous", layer=layer, previous=prev)
+        out[layer] = float((compute() if cache is None else cache.get_or_compute(key, compute)[0])["gbs"])
+    return out
 
 
 def pruning_curve(
@@ -559,12 +619,17 @@ def pruning_curve(
     n_batches: int = 1,
     seed: int = 0,
     cache: DiskCache | None = None,
-) -> dict[str, np.ndarray]:
-    """The modularity curve that drives the pruning: ``modularity_by_layer`` of the model's layers (default: its
-    default layers) on ``data``, through the same cache as the dashboard's Modularity page. Layer -> Q per batch."""
+    criterion: Criterion = "modularity",
+) -> dict[str, object]:
+    """The curve that drives the pruning, on ``data``, through the same cache as the dashboard: for "modularity"
+    ``modularity_by_layer`` of the model's layers (default: its default layers), layer -> Q per batch; for "gbs"
+    :func:`gbs_to_previous`, layer -> GBS to the previous layer."""
     from gbs_core.analysis import feature_set, modularity_by_layer
 
+    _check_criterion(criterion)
     fs = feature_set(loaded, data, layers, cache=cache)
+    if criterion == "gbs":
+        return gbs_to_previous(fs, cache=cache)
     return modularity_by_layer(fs, k=k, n_batches=n_batches, seed=seed, cache=cache)
 
 

@@ -14,8 +14,8 @@ Chen, Lu, Hu, Xuan, Wang, Yang, "Graph-Based Similarity of Deep Neural Networks"
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Literal, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,7 +32,7 @@ from gbs_core._validation import (
 )
 from gbs_core.graphs import _BLOCK_ELEMENTS, _normalize, knn_graph
 
-__all__ = ["gbs_similarity"]
+__all__ = ["gbs_similarity", "RedundantLayer", "gbs_redundant_layers"]
 
 DEFAULT_KNN_K = 5
 # A squared row norm below this (relative to the row's scale) is treated as an all-zero row in the feature form.
@@ -171,3 +171,46 @@ def gbs_similarity(
     if method == "feature":
         return float(_dense_feature_form(Xn, Yn))
     return float(_dense_blocks_matrix([Xn], [Yn], block_size)[0, 0])
+
+
+class RedundantLayer(NamedTuple):
+    """A layer flagged by ``gbs_redundant_layers``: its GBS similarity to the layer before it."""
+
+    position: int
+    name: str | None
+    similarity: float
+
+
+def gbs_redundant_layers(
+    similarity_to_previous: Sequence[float] | Mapping[str, float] | np.ndarray, *, threshold: float
+) -> list[RedundantLayer]:
+    """Layers whose GBS similarity to the previous layer is above ``threshold`` (the GBS paper's pruning guide: a
+    layer that barely changes the sample graph adds little).
+
+    ``similarity_to_previous[l]`` is GBS(layer l-1, layer l) in depth order; entry 0 (the first layer, which has no
+    previous layer) is ignored and never flagged, whatever it holds.
+
+    Raises
+    ------
+    ValueError
+        A similarity (after the first) that is NaN or infinite, or a threshold that is not a finite number.
+
+    Examples
+    --------
+    >>> [(r.position, r.similarity) for r in gbs_redundant_layers([float("nan"), 0.95, 0.99, 0.97], threshold=0.96)]
+    [(2, 0.99), (3, 0.97)]
+    """
+    thr = float(threshold)
+    if not np.isfinite(thr):
+        raise ValueError(f"threshold must be a finite number; got {threshold!r}")
+    if isinstance(similarity_to_previous, Mapping):
+        names: list[str | None] = list(similarity_to_previous)
+        sims = np.array([float(similarity_to_previous[n]) for n in names])
+    else:
+        sims = np.asarray(similarity_to_previous, dtype=np.float64).reshape(-1)
+        names = [None] * sims.size
+    bad = [i for i in range(1, sims.size) if not np.isfinite(sims[i])]
+    if bad:
+        label = repr(names[bad[0]]) if names[bad[0]] is not None else f"at position {bad[0]}"
+        raise ValueError(f"GBS to the previous layer of layer {label} is {sims[bad[0]]}; it must be finite")
+    return [RedundantLayer(i, names[i], float(sims[i])) for i in range(1, sims.size) if sims[i] > thr]

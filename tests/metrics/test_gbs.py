@@ -104,3 +104,16 @@ def test_errors():
         gbs_similarity(X[:1], X[:1])
     with pytest.raises(ValueError, match="block_size must be an integer >= 1"):
         gbs_similarity(X, X, block_size=-1)
+
+
+def test_gbs_redundant_layers_on_a_hand_made_curve():
+    from gbs_core.metrics import gbs_redundant_layers
+
+    sims = {"l0": 123.0, "l1": 0.95, "l2": 0.99, "l3": 0.96, "l4": 0.2}  # l0 has no previous layer: ignored
+    flagged = gbs_redundant_layers(sims, threshold=0.955)
+    assert [(r.position, r.name, r.similarity) for r in flagged] == [(2, "l2", 0.99), (3, "l3", 0.96)]
+    assert gbs_redundant_layers([np.nan, 0.5], threshold=0.5) == []  # strictly above
+    with pytest.raises(ValueError, match="layer 'l1' is nan"):
+        gbs_redundant_layers({"l0": 1.0, "l1": np.nan}, threshold=0.5)
+    with pytest.raises(ValueError, match="finite number"):
+        gbs_redundant_layers([np.nan, 0.5], threshold=np.inf)
