@@ -14,11 +14,12 @@ from gbs_core.experiments.adversarial import AdversarialResult, AttackSpec, run_
 from gbs_core.experiments.dynamics import DynamicsResult, files_dynamics_plan, run_dynamics, zoo_dynamics_plan
 from gbs_core.experiments.pruning import PruningResult, pruning_curve, pruning_data, run_pruning
 from gbs_core.experiments.sanity import SanityResult, run_zoo_sanity_check
+from gbs_core.experiments.stitching import StitchResult, run_stitching
 from gbs_core.pipeline import ModelSpec
 from gbs_core.zoo.registry import training_data, training_data_of
 
 __all__ = ["pruning", "sanity", "dynamics", "adversarial", "held_out", "clean_similarity", "as_pruning", "as_sanity",
-           "as_dynamics", "as_adversarial"]
+           "as_dynamics", "as_adversarial", "stitching", "as_stitching"]
 
 
 def pruning(spec: ModelSpec, *, run: bool, **params) -> dict | None:
@@ -141,6 +142,38 @@ def _adversarial(spec: ModelSpec, attacks: tuple[tuple[str, float], ...], *, n_s
     try:
         result = run_adversarial(cached.load_model(spec), data, specs, pool=pool, k=k, cache=cached.disk_cache(),
                                  progress=report)
+    finally:
+        bar.empty()
+    return result.to_dict()
+
+
+def as_stitching(d: dict) -> StitchResult:
+    return StitchResult.from_dict(d)
+
+
+def stitching(a: str, b: str, *, all_pairs: bool, epochs: int, lr: float, run: bool) -> dict | None:
+    """Zoo model ``a`` stitched into zoo model ``b`` as ``StitchResult.to_dict()``; with ``run=False`` only pairs
+    already in the disk cache (None when one is missing), with ``run=True`` missing stitches are trained."""
+    try:
+        return _stitching(a, b, all_pairs=all_pairs, epochs=epochs, lr=lr, run=run)
+    except LookupError:
+        return None
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _stitching(a: str, b: str, *, all_pairs: bool, epochs: int, lr: float, run: bool) -> dict:
+    la, lb = cached.load_model(ModelSpec("zoo", a)), cached.load_model(ModelSpec("zoo", b))
+    pdata = pruning_data(training_data_of(a), curve_samples=None, load=cached.bundled)
+    layers_a, layers_b = la.default_layers(), lb.default_layers()
+    pairs = ([(x, y) for x in layers_a for y in layers_b] if all_pairs
+             else [(layers_a[i], layers_b[i]) for i in range(min(len(layers_a), len(layers_b)))])
+    kwargs = dict(pairs=pairs, init=pdata.curve, config=pdata.finetune_config(epochs, lr, weight_decay=0.0),
+                  cache=cached.disk_cache())
+    if not run:
+        return run_stitching(la, lb, pdata.train, pdata.test, require_cached=True, **kwargs).to_dict()
+    bar, report = _bar("Stitching")
+    try:
+        result = run_stitching(la, lb, pdata.train, pdata.test, progress=report, **kwargs)
     finally:
         bar.empty()
     return result.to_dict()

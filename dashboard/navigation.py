@@ -25,6 +25,7 @@ ABOUT = {
     "6_Sanity_check.py": (":material/fact_check:", "does each index find the same layer across seeds?"),
     "7_Training_dynamics.py": (":material/timeline:", "Q of every layer over training checkpoints"),
     "8_Adversarial.py": (":material/bug_report:", "Q curves of attacked inputs beside the clean one"),
+    "9_Stitching.py": (":material/join_inner:", "does the motif statistic predict model stitching?"),
 }
 
 

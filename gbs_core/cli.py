@@ -504,6 +504,81 @@ def adversarial(ctx, model, out, attacks, data_source, n_samples, seed, layer_li
     click.echo(result.table()[["attack", "accuracy", "mean_linf"]].round(3).to_string(index=False))
 
 
+def _stitch_pairs(text: str, layers_a: list[str], layers_b: list[str]) -> list[tuple[str, str]]:
+    if text == "matched":
+        return [(layers_a[i], layers_b[i]) for i in range(min(len(layers_a), len(layers_b)))]
+    if text == "all":
+        return [(la, lb) for la in layers_a for lb in layers_b]
+    pairs = []
+    for item in _csv_list(text) or []:
+        la, sep, lb = item.partition(":")
+        if not sep:
+            raise click.BadParameter(f"{item!r}: write LAYER_A:LAYER_B, or 'matched' or 'all'", param_hint="--pairs")
+        pairs.append((la, lb))
+    return pairs
+
+
+@main.command()
+@click.argument("model_a")
+@click.argument("model_b")
+@out_option
+@click.option("--pairs", "pairs_text", default="matched", show_default=True,
+              help="'matched' (layer i of A into layer i of B), 'all' (every layer of A x every layer of B), or "
+                   "comma-separated LAYER_A:LAYER_B.")
+@click.option("--epochs", type=int, default=1, show_default=True,
+              help="SGD epochs of each stitch after its least-squares start (0: the closed-form stitch only).")
+@click.option("--lr", type=float, default=0.005, show_default=True, help="Learning rate of the stitch.")
+@click.option("--train-samples", type=int, default=None, help="Train each stitch on a stratified subsample.")
+@click.option("--index-samples", type=int, default=500, show_default=True,
+              help="Held-out images for the motif, CKA and GBS indices.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@html_option
+@click.pass_context
+def stitch(ctx, model_a, model_b, out, pairs_text, epochs, lr, train_samples, index_samples, seed, html):
+    """Stitch MODEL_A's layers into MODEL_B (frozen halves, a trained 1x1-conv or linear stitch with ReLU) and test
+    whether the motif statistic, CKA or GBS predicts the stitched accuracy. Trains on the training split of MODEL_A's
+    data, tests on its held-out split. Writes stitching.csv (one row per pair), stitching_matrix.csv,
+    correlations.csv (Spearman rho, p, N per index), stitching.json (and stitching.html, stitching_<index>.html)."""
+    from gbs_core.experiments.pruning import pruning_data
+    from gbs_core.experiments.stitching import STITCH_INDICES, run_stitching
+    from gbs_core.zoo.registry import training_data_of
+
+    a, b = _load(model_a), _load(model_b)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        pdata = pruning_data(training_data_of(a.spec.name), curve_samples=None, train_samples=train_samples)
+        pairs = _stitch_pairs(pairs_text, a.default_layers(), b.default_layers())
+        _say(f"{a.label} -> {b.label}: {len(pairs)} pairs, {epochs} epoch(s) each on {len(pdata.train)} images")
+        result = run_stitching(a, b, pdata.train, pdata.test, pairs=pairs, init=pdata.curve,
+                               config=pdata.finetune_config(epochs, lr, weight_decay=0.0, seed=seed),
+                               index_samples=index_samples, seed=seed, cache=_cache(ctx),
+                               progress=_fraction_printer("stitching"))
+    except (KeyError, ValueError) as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from exc
+    import pandas as pd
+
+    pairs_table, corr = result.pairs_table(), result.correlations()
+    _write_csv(out / "stitching.csv", pairs_table)
+    _write_csv(out / "stitching_matrix.csv", pd.DataFrame(result.accuracy, index=result.layers_a,
+                                                          columns=result.layers_b).reset_index(names="layer_a"))
+    _write_csv(out / "correlations.csv", corr)
+    _write_json(out / "stitching.json", {**result.to_dict(), "correlations": corr.to_dict(orient="records")})
+    if html:
+        from gbs_core import figures
+
+        _write_html(out / "stitching.html", figures.stitching_heatmap(
+            result.accuracy, result.layers_a, result.layers_b, title=f"Stitched accuracy: {a.label} -> {b.label}",
+            model_a=a.label, model_b=b.label))
+        for row in corr.itertuples():
+            _write_html(out / f"stitching_{row.index}.html", figures.stitching_scatter(
+                pairs_table, row.index, index_label=STITCH_INDICES[row.index], rho=row.rho,
+                title=f"{a.label} -> {b.label}"))
+    click.echo(f"{a.label} {100 * result.accuracy_a:.1f}%, {b.label} {100 * result.accuracy_b:.1f}%; stitched "
+               f"accuracy over {len(pairs_table)} pairs: {100 * pairs_table['stitched_accuracy'].min():.1f}% to "
+               f"{100 * pairs_table['stitched_accuracy'].max():.1f}%")
+    click.echo(corr[["index", "rho", "p", "n"]].round(4).to_string(index=False))
+
+
 @main.group()
 def zoo() -> None:
     """The bundled model zoo: list it, or train models into it."""

@@ -31,6 +31,8 @@ __all__ = [
     "dynamics_curves",
     "adversarial_curves",
     "layer_difference_heatmap",
+    "stitching_heatmap",
+    "stitching_scatter",
     "MOTIF_LABELS",
 ]
 
@@ -351,3 +353,28 @@ def layer_difference_heatmap(matrix: np.ndarray, layers: Sequence[str], *, title
     fig.update_traces(zmax=float(np.nanmax(matrix)) if np.isfinite(matrix).any() and np.nanmax(matrix) > 0 else 1.0,
                       colorscale="Magma", hovertemplate="%{customdata}<br>|Q_i - Q_j| = %{z:.3f}<extra></extra>")
     return fig
+
+
+def stitching_heatmap(accuracy: np.ndarray, layers_a: Sequence[str], layers_b: Sequence[str], *, title: str,
+                      model_a: str, model_b: str) -> go.Figure:
+    """Stitched test accuracy over (layer of A: rows, layer of B: columns); pairs not run are blank."""
+    fig = go.Figure(go.Heatmap(
+        z=100 * np.asarray(accuracy, dtype=np.float64), x=list(layers_b), y=list(layers_a), colorscale="Viridis",
+        zmin=0, zmax=100, colorbar={"thickness": 12, "title": "acc. %"},
+        hovertemplate="A %{y} -> B %{x}<br>stitched accuracy %{z:.1f}%<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title=f"layer of A ({model_a})")
+    fig.update_xaxes(title=f"layer of B ({model_b})", tickangle=-45)
+    return _layout(fig, title, 480)
+
+
+def stitching_scatter(pairs: pd.DataFrame, index: str, *, index_label: str, rho: float, title: str) -> go.Figure:
+    """Stitched accuracy against one index over the stitched pairs (``StitchResult.pairs_table()``)."""
+    fig = go.Figure(go.Scatter(
+        x=pairs[index], y=100 * pairs["stitched_accuracy"], mode="markers",
+        text=[f"{a} -> {b}" for a, b in zip(pairs["layer_a"], pairs["layer_b"], strict=True)],
+        marker={"size": 9, "color": pairs["depth_a"], "colorscale": "Viridis", "showscale": True,
+                "colorbar": {"thickness": 12, "title": "depth of A"}},
+        hovertemplate="%{text}<br>" + index_label + " %{x:.3f}<br>accuracy %{y:.1f}%<extra></extra>"))
+    fig.update_xaxes(title=index_label)
+    fig.update_yaxes(title="stitched accuracy (%)")
+    return _layout(fig, f"{title} (Spearman rho = {rho:.2f})")

@@ -27,7 +27,8 @@ def run(tmp_path):
 
 
 def test_help_for_every_subcommand(run):
-    for cmd in (["layers"], ["analyze"], ["prune"], ["sanity-check"], ["dynamics"], ["adversarial"], ["zoo"], ["zoo", "list"],
+    for cmd in (["layers"], ["analyze"], ["prune"], ["sanity-check"], ["dynamics"], ["adversarial"], ["stitch"], ["zoo"],
+                ["zoo", "list"],
                 ["zoo", "train"]):
         out = run(*cmd, "--help").output
         assert "Usage:" in out and len(out.splitlines()) > 4, cmd
@@ -209,3 +210,23 @@ def test_adversarial_writes_every_file(run, tmp_path):
 def test_adversarial_rejects_an_unknown_attack(run, tmp_path):
     res = run("adversarial", "tiny10-s0", "--out", str(tmp_path / "x"), "--attacks", "deepfool", ok=False)
     assert res.exit_code != 0 and "unknown attack 'deepfool'" in res.output
+
+
+def test_stitch_writes_every_file(run, tmp_path):
+    out = tmp_path / "st"
+    res = run("stitch", "tiny10-s0", "tiny10-s1", "--out", str(out), "--epochs", "0",
+              "--pairs", "features.1:features.1,features.6:features.6,features.1:features.6,features.6:features.1",
+              "--index-samples", "100", "--html")
+    for name in ["stitching.csv", "stitching_matrix.csv", "correlations.csv", "stitching.json", "stitching.html",
+                 "stitching_linear_cka.html", "stitching_gbs_dense.html", "stitching_same_class_fraction_a.html"]:
+        assert (out / name).is_file(), name
+    pairs = pd.read_csv(out / "stitching.csv")
+    assert len(pairs) == 4 and pairs["stitched_accuracy"].between(0, 1).all()
+    corr = pd.read_csv(out / "correlations.csv")
+    assert set(corr["index"]) == {"same_class_fraction_a", "linear_cka", "gbs_dense"} and (corr["n"] == 4).all()
+    assert "stitched accuracy over 4 pairs" in res.output
+
+
+def test_stitch_rejects_a_malformed_pair(run, tmp_path):
+    res = run("stitch", "tiny10-s0", "tiny10-s1", "--out", str(tmp_path / "x"), "--pairs", "features.1", ok=False)
+    assert res.exit_code != 0 and "LAYER_A:LAYER_B" in res.output

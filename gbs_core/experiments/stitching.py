@@ -300,13 +300,15 @@ def run_stitching(
     seed: int = 0,
     cache: DiskCache | None = None,
     progress: Progress | None = None,
+    require_cached: bool = False,
 ) -> StitchResult:
     """Stitch ``a`` into ``b`` (two :class:`~gbs_core.pipeline.LoadedModel`) at each pair of layers and measure it.
 
     ``layers_a``/``layers_b`` default to each model's default layers; ``pairs`` (layer of A, layer of B) defaults to
     the matched layers (i, i) for i up to the shorter list. ``train`` trains each stitch with ``config`` (its
     ``augment`` should be the training data's); ``test`` measures stitched accuracy, and its first ``index_samples``
-    (stratified) give the indices. ``progress(done, total, message)`` moves after every epoch of every pair.
+    (stratified) give the indices. ``progress(done, total, message)`` moves after every epoch of every pair. With
+    ``require_cached`` a pair missing from the cache raises LookupError instead of being trained.
     """
     from gbs_core.analysis import feature_set, motifs_by_layer
     from gbs_core.metrics.cka import linear_cka
@@ -347,6 +349,8 @@ def run_stitching(
                 fit(net, train, config, progress=moved)
             return {"accuracy": np.array(evaluate(net, test))}
 
+        if require_cached and (cache is None or cache.get(key) is None):
+            raise LookupError(f"the stitch {label} is not in the cache")
         if progress is not None:
             progress(done, total, f"{label}: training the stitch")
         acc[i, j] = float(compute()["accuracy"] if cache is None else cache.get_or_compute(key, compute)[0]["accuracy"])

@@ -1,9 +1,11 @@
-"""AppTest for the Training dynamics and Adversarial pages: what they show, on small N so the runs stay short."""
+"""AppTest for the Training dynamics, Adversarial and Stitching pages: what they show, on small settings so the runs
+stay short."""
 
 from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 import torch
 from apptest_helpers import assert_clean, open_page, values
@@ -103,3 +105,25 @@ def test_adversarial_page_explains_bad_eps():
     at.run()
     assert not at.exception
     assert any("write the eps values as numbers" in e.value for e in at.error)
+
+
+def test_stitching_page_trains_on_request_then_shows_accuracy_and_correlations():
+    at = open_page("pages/9_Stitching.py")
+    _by_key(at.number_input, "stitch_epochs").set_value(0)  # the closed-form stitch: quick
+    at.run()
+    assert_clean(at)
+    assert any("not in the cache" in i.value for i in at.info)
+    _by_key(at.button, "stitch_run").click()
+    at.run()
+    assert_clean(at)
+    heat = values(_plotly(at, "stitch_heat")["data"][0]["z"])
+    assert heat.shape == (8, 8) and (np.isnan(heat) == ~np.eye(8, dtype=bool)).all()  # the matched layers only
+    assert (heat.diagonal() > 50).all()  # two seeds of one architecture stitch well at every depth
+    corr = at.dataframe[0].value
+    assert list(corr.columns) == ["label", "rho", "p", "n"]
+    assert set(corr["n"]) == {8}
+    again = open_page("pages/9_Stitching.py")  # a new session reads the finished stitches from the disk cache
+    _by_key(again.number_input, "stitch_epochs").set_value(0)
+    again.run()
+    assert_clean(again)
+    assert not any("not in the cache" in i.value for i in again.info)
