@@ -579,6 +579,65 @@ def stitch(ctx, model_a, model_b, out, pairs_text, epochs, lr, train_samples, in
     click.echo(corr[["index", "rho", "p", "n"]].round(4).to_string(index=False))
 
 
+def _transfer_target(target: str, folder: Path | None, seed: int):
+    """(train, test, name) of the transfer target: a bundled source, or a user's image folder split 70/30."""
+    from gbs_core.data import load_bundled, load_image_folder
+    from gbs_core.experiments.transfer import stratified_split
+
+    if target == "image-folder":
+        if folder is None:
+            raise click.BadParameter("--target image-folder needs --folder PATH", param_hint="--folder")
+        train, test = stratified_split(load_image_folder(folder, size=16, channels=1), seed=seed)
+        return train, test, folder.name
+    return load_bundled(target, "train"), load_bundled(target, "test"), target
+
+
+@main.command()
+@out_option
+@click.option("--target", type=click.Choice(["digits", "digits-noise", "image-folder"]), default="digits",
+              show_default=True, help="The target task: a bundled data set (train / held-out split), or --folder.")
+@click.option("--folder", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="With --target image-folder: one sub-folder per class; images become 16x16 grey; split 70/30.")
+@click.option("--sources", default=None,
+              help="Comma-separated source models (default: the zoo's nets of both data sets and three random inits).")
+@click.option("--finetune-epochs", type=int, default=2, show_default=True,
+              help="Epochs of the fine-tune that gives the second truth (0: probe only).")
+@click.option("--lr", type=float, default=0.01, show_default=True, help="Fine-tuning learning rate.")
+@click.option("--score-samples", type=int, default=500, show_default=True,
+              help="Target training images the training-free scores are computed on.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the folder's split and the fine-tune.")
+@html_option
+@click.pass_context
+def transfer(ctx, out, target, folder, sources, finetune_epochs, lr, score_samples, seed, html):
+    """Rank source models for a target task by training-free scores of their penultimate features (GBS to the label
+    graph, same-class motif fraction, modularity, linear CKA to the labels) and compare with a linear probe and a
+    short fine-tune. Writes transfer.csv (one row per source), correlations.csv (Kendall's tau per score and
+    truth), transfer.json (and transfer.html)."""
+    from gbs_core.experiments.transfer import default_sources, run_transfer
+    from gbs_core.zoo.train import TrainConfig
+
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        train, test, name = _transfer_target(target, folder, seed)
+        loaded = [_load(s) for s in (_csv_list(sources) or default_sources())]
+        _say(f"{len(loaded)} sources -> {name}: {len(train)} training and {len(test)} held-out images")
+        result = run_transfer(loaded, train, test, target_name=name, score_samples=score_samples,
+                              finetune=TrainConfig(epochs=finetune_epochs, lr=lr, seed=seed), cache=_cache(ctx),
+                              progress=_fraction_printer("transfer"))
+    except (KeyError, ValueError) as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from exc
+    corr = result.correlations()
+    _write_csv(out / "transfer.csv", result.table())
+    _write_csv(out / "correlations.csv", corr)
+    _write_json(out / "transfer.json", {**result.to_dict(), "correlations": corr.to_dict(orient="records")})
+    if html:
+        from gbs_core import figures
+
+        _write_html(out / "transfer.html", figures.transfer_figure(result.table(), title=f"Transfer to {name}"))
+    click.echo(result.table().round(3).to_string(index=False))
+    click.echo(corr[["score", "truth", "tau", "p", "n"]].round(3).to_string(index=False))
+
+
 @main.group()
 def zoo() -> None:
     """The bundled model zoo: list it, or train models into it."""

@@ -33,6 +33,7 @@ __all__ = [
     "layer_difference_heatmap",
     "stitching_heatmap",
     "stitching_scatter",
+    "transfer_figure",
     "MOTIF_LABELS",
 ]
 
@@ -378,3 +379,19 @@ def stitching_scatter(pairs: pd.DataFrame, index: str, *, index_label: str, rho:
     fig.update_xaxes(title=index_label)
     fig.update_yaxes(title="stitched accuracy (%)")
     return _layout(fig, f"{title} (Spearman rho = {rho:.2f})")
+
+
+def transfer_figure(table: pd.DataFrame, *, title: str, score: str = "gbs_label",
+                    score_label: str = "dense GBS to the label graph") -> go.Figure:
+    """Each source model's training-free score (x) against its probe and fine-tuned accuracy on the target (y)
+    (``TransferResult.table()``), named on hover."""
+    fig = go.Figure()
+    for truth, name, symbol in (("probe_accuracy", "linear probe", "circle"),
+                                ("finetune_accuracy", "fine-tuned", "diamond")):
+        if truth in table:
+            fig.add_trace(go.Scatter(x=table[score], y=100 * table[truth], mode="markers", name=name,
+                                     text=table["source"], marker={"size": 10, "symbol": symbol},
+                                     hovertemplate="%{text}<br>score %{x:.3f}<br>accuracy %{y:.1f}%<extra></extra>"))
+    fig.update_xaxes(title=score_label)
+    fig.update_yaxes(title="accuracy on the target (%)")
+    return _layout(fig, title)
