@@ -9,17 +9,20 @@ import streamlit as st
 
 from dashboard import cached
 from gbs_core import analysis
-from gbs_core.data import Dataset
+from gbs_core.data import Dataset, load_image_folder
 from gbs_core.experiments.adversarial import AdversarialResult, AttackSpec, run_adversarial
 from gbs_core.experiments.dynamics import DynamicsResult, files_dynamics_plan, run_dynamics, zoo_dynamics_plan
 from gbs_core.experiments.pruning import PruningResult, pruning_curve, pruning_data, run_pruning
 from gbs_core.experiments.sanity import SanityResult, run_zoo_sanity_check
 from gbs_core.experiments.stitching import StitchResult, run_stitching
+from gbs_core.experiments.transfer import TransferResult, run_transfer, stratified_split
 from gbs_core.pipeline import ModelSpec
 from gbs_core.zoo.registry import training_data, training_data_of
+from gbs_core.zoo.train import TrainConfig
 
 __all__ = ["pruning", "sanity", "dynamics", "adversarial", "held_out", "clean_similarity", "as_pruning", "as_sanity",
-           "as_dynamics", "as_adversarial", "stitching", "as_stitching"]
+           "as_dynamics", "as_adversarial", "stitching", "as_stitching", "transfer",
+           "as_transfer"]
 
 
 def pruning(spec: ModelSpec, *, run: bool, **params) -> dict | None:
@@ -174,6 +177,30 @@ def _stitching(a: str, b: str, *, all_pairs: bool, epochs: int, lr: float, run: 
     bar, report = _bar("Stitching")
     try:
         result = run_stitching(la, lb, pdata.train, pdata.test, progress=report, **kwargs)
+    finally:
+        bar.empty()
+    return result.to_dict()
+
+
+def as_transfer(d: dict) -> TransferResult:
+    return TransferResult.from_dict(d)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def transfer(sources: tuple[str, ...], target: str, folder: str, *, finetune_epochs: int, score_samples: int) -> dict:
+    """Transferability of zoo ``sources`` to a bundled ``target`` or, for target "image_folder", the folder (16x16
+    grey, split 70/30 by class), as ``TransferResult.to_dict()``, with a progress bar per source."""
+    if target == "image_folder":
+        train, test = stratified_split(load_image_folder(folder, size=16, channels=1))
+        name = folder
+    else:
+        train, test, name = cached.bundled(target, "train"), cached.bundled(target, "test"), target
+    bar, report = _bar("Transferability")
+    try:
+        result = run_transfer([cached.load_model(ModelSpec("zoo", s)) for s in sources], train, test,
+                              target_name=name, score_samples=score_samples,
+                              finetune=TrainConfig(epochs=finetune_epochs, lr=0.01), cache=cached.disk_cache(),
+                              progress=report)
     finally:
         bar.empty()
     return result.to_dict()

@@ -26,6 +26,7 @@ ABOUT = {
     "7_Training_dynamics.py": (":material/timeline:", "Q of every layer over training checkpoints"),
     "8_Adversarial.py": (":material/bug_report:", "Q curves of attacked inputs beside the clean one"),
     "9_Stitching.py": (":material/join_inner:", "does the motif statistic predict model stitching?"),
+    "10_Transfer.py": (":material/swap_horiz:", "rank source models for a new task without training"),
 }
 
 

@@ -52,6 +52,7 @@ PAGES = [
     ("Training_dynamics", "training_dynamics", 4, 0),  # heatmap, overlaid curves, layer difference, CKA
     ("Adversarial", "adversarial", 3, 0),  # curves, layer difference, CKA
     ("Stitching", "stitching", 0, 0),  # a fresh cache holds no trained stitch: the page offers to train them
+    ("Transfer", "transfer", 1, 0),  # score vs accuracy scatter
 ]
 ANALYSIS_PAGES = 5  # home and pages 1-4: the pages the issue's speed targets were first measured on
 LOCAL_SCHEMES = {"data", "blob", "about"}
@@ -205,6 +206,7 @@ def check_page(page, name: str) -> None:
             "Training dynamics",
             "Adversarial",
             "Stitching",
+            "Transfer",
         ], nav
         links = page.locator('[data-testid="stMain"] [data-testid="stPageLink"] a')
         assert [h.split("/")[-1] for h in links.evaluate_all("as => as.map(a => a.href)")] == [p for p, *_ in PAGES[1:]]
@@ -225,6 +227,9 @@ def check_page(page, name: str) -> None:
         rows = page.locator(".js-plotly-plot").first.locator(".ytick text").evaluate_all(SVG_TEXTS)
         epochs = sorted(int(r.split(" ·")[0].removeprefix("epoch ")) for r in rows)
         assert epochs == [0, 1, 2, 4, 8, 16, 32, 40], rows  # ResNet-20's checkpoints, each with its accuracy
+    elif name == "transfer":
+        legend = page.locator(".js-plotly-plot").first.locator(".legendtext").evaluate_all(SVG_TEXTS)
+        assert legend == ["linear probe", "fine-tuned"], legend
     elif name == "stitching":
         assert page.get_by_role("button", name="Train the stitches").is_visible()
     elif name == "adversarial":

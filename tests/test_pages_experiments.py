@@ -127,3 +127,33 @@ def test_stitching_page_trains_on_request_then_shows_accuracy_and_correlations()
     again.run()
     assert_clean(again)
     assert not any("not in the cache" in i.value for i in again.info)
+
+
+def test_transfer_page_ranks_the_sources_and_takes_an_image_folder(tmp_path):
+    from PIL import Image
+
+    at = open_page("pages/10_Transfer.py")
+    _by_key(at.multiselect, "transfer_sources").set_value(["tiny10-s0", "tiny10-s0-digits", "tiny10-s0-ep0"])
+    _by_key(at.number_input, "transfer_epochs").set_value(0)
+    _by_key(at.number_input, "transfer_n").set_value(100)
+    at.run()
+    assert_clean(at)
+    corr, table = at.dataframe[0].value, at.dataframe[1].value
+    assert set(corr["truth"]) == {"probe_accuracy"} and set(corr["n"]) == {3}
+    table = table.set_index("source")
+    assert table.loc["tiny10-s0-digits", "probe_accuracy"] > table.loc["tiny10-s0-ep0", "probe_accuracy"]
+
+    for c in range(3):  # a user's folder: three classes of noise with a bright square in a class-specific corner
+        (tmp_path / f"c{c}").mkdir()
+        for i in range(12):
+            img = np.random.default_rng(c * 100 + i).random((16, 16)) * 80
+            img[c * 5:c * 5 + 6, c * 5:c * 5 + 6] = 255
+            Image.fromarray(img.astype(np.uint8)).save(tmp_path / f"c{c}" / f"{i}.png")
+    _by_key(at.radio, "transfer_target").set_value("image_folder")
+    at.run()
+    assert any("path of an image folder" in i.value for i in at.info)
+    _by_key(at.text_input, "transfer_folder").set_value(str(tmp_path))
+    at.run()
+    assert_clean(at)
+    assert at.dataframe[1].value["probe_accuracy"].between(0, 1).all()
+    assert "25 training and 11 held-out images" in at.caption[-1].value
