@@ -35,3 +35,8 @@ def values(a) -> np.ndarray:
         out = np.frombuffer(base64.b64decode(a["bdata"]), dtype=a["dtype"])
         return out.reshape([int(s) for s in str(a["shape"]).split(",")]) if "shape" in a else out
     return np.asarray(a)
+
+
+def by_key(elements, key):
+    """The element of ``elements`` (e.g. ``at.selectbox``) whose widget key is ``key``."""
+    return next(e for e in elements if e.key == key)

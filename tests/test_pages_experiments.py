@@ -8,15 +8,11 @@ import io
 import numpy as np
 import pytest
 import torch
-from apptest_helpers import assert_clean, open_page, values
+from apptest_helpers import assert_clean, by_key, open_page, values
 
 from gbs_core.zoo.architectures import Tiny10
 
 pytestmark = pytest.mark.usefixtures("module_disk_cache")
-
-
-def _by_key(elements, key):
-    return next(e for e in elements if e.key == key)
 
 
 def _plotly(at, key):
@@ -27,12 +23,12 @@ def _plotly(at, key):
 
 def test_training_dynamics_page_shows_the_heatmap_curves_and_layer_difference():
     at = open_page("pages/7_Training_dynamics.py")
-    _by_key(at.number_input, "dyn_n").set_value(60)
+    by_key(at.number_input, "dyn_n").set_value(60)
     at.run()
     assert_clean(at)
-    assert _by_key(at.selectbox, "dyn_model").value == "tiny10-s0" or "resnet20" in _by_key(
+    assert by_key(at.selectbox, "dyn_model").value == "tiny10-s0" or "resnet20" in by_key(
         at.selectbox, "dyn_model").options
-    _by_key(at.selectbox, "dyn_model").set_value("resnet20")
+    by_key(at.selectbox, "dyn_model").set_value("resnet20")
     at.run()
     assert_clean(at)
     heat = _plotly(at, "dyn_heat")["data"][0]
@@ -44,7 +40,7 @@ def test_training_dynamics_page_shows_the_heatmap_curves_and_layer_difference():
     assert diff.shape == (10, 10) and (diff.diagonal() == 0).all() and (diff == diff.T).all()
     cka = values(_plotly(at, "dyn_cka")["data"][0]["z"])
     assert abs(cka[3, 3] - 1.0) < 1e-6
-    _by_key(at.radio, "dyn_metric").set_value("cka_to_last")
+    by_key(at.radio, "dyn_metric").set_value("cka_to_last")
     at.run()
     assert_clean(at)
     z = values(_plotly(at, "dyn_heat")["data"][0]["z"])
@@ -53,8 +49,8 @@ def test_training_dynamics_page_shows_the_heatmap_curves_and_layer_difference():
 
 def test_training_dynamics_page_takes_the_users_own_checkpoint_files():
     at = open_page("pages/7_Training_dynamics.py")
-    _by_key(at.number_input, "dyn_n").set_value(40)
-    _by_key(at.selectbox, "dyn_model").set_value("your checkpoint files")
+    by_key(at.number_input, "dyn_n").set_value(40)
+    by_key(at.selectbox, "dyn_model").set_value("your checkpoint files")
     at.run()
     assert_clean(at)
     assert any("at least two checkpoints" in i.value for i in at.info)
@@ -64,7 +60,7 @@ def test_training_dynamics_page_takes_the_users_own_checkpoint_files():
         buf = io.BytesIO()
         torch.save(Tiny10().state_dict(), buf)
         files.append((f"mine_ep{epoch}.pt", buf.getvalue(), "application/octet-stream"))
-    _by_key(at.get("file_uploader"), "dyn_files").set_value(files)
+    by_key(at.get("file_uploader"), "dyn_files").set_value(files)
     at.run()
     assert_clean(at)
     heat = _plotly(at, "dyn_heat")["data"][0]
@@ -73,8 +69,8 @@ def test_training_dynamics_page_takes_the_users_own_checkpoint_files():
 
 def test_adversarial_page_shows_attacked_curves_below_the_clean_one():
     at = open_page("pages/8_Adversarial.py", zoo="tiny10-s0")
-    _by_key(at.number_input, "adv_n").set_value(60)
-    _by_key(at.text_input, "adv_eps").set_value("0, 0.1")
+    by_key(at.number_input, "adv_n").set_value(60)
+    by_key(at.text_input, "adv_eps").set_value("0, 0.1")
     at.run()
     assert_clean(at)
     table = at.dataframe[0].value
@@ -88,12 +84,12 @@ def test_adversarial_page_shows_attacked_curves_below_the_clean_one():
     assert names[0].startswith("clean (accuracy") and len(names) == 5
 
     # a slow attack waits for the button, then runs with the others read back from the cache
-    _by_key(at.multiselect, "adv_kinds").set_value(["fgsm", "one-pixel"])
-    _by_key(at.number_input, "adv_n").set_value(20)
+    by_key(at.multiselect, "adv_kinds").set_value(["fgsm", "one-pixel"])
+    by_key(at.number_input, "adv_n").set_value(20)
     at.run()
     assert_clean(at)
     assert any("slow attack" in i.value for i in at.info)
-    _by_key(at.button, "adv_run").click()
+    by_key(at.button, "adv_run").click()
     at.run()
     assert_clean(at)
     assert "One-pixel pixels=1" in list(at.dataframe[0].value["attack"])
@@ -101,7 +97,7 @@ def test_adversarial_page_shows_attacked_curves_below_the_clean_one():
 
 def test_adversarial_page_explains_bad_eps():
     at = open_page("pages/8_Adversarial.py", zoo="tiny10-s0")
-    _by_key(at.text_input, "adv_eps").set_value("0.1, lots")
+    by_key(at.text_input, "adv_eps").set_value("0.1, lots")
     at.run()
     assert not at.exception
     assert any("write the eps values as numbers" in e.value for e in at.error)
@@ -109,11 +105,11 @@ def test_adversarial_page_explains_bad_eps():
 
 def test_stitching_page_trains_on_request_then_shows_accuracy_and_correlations():
     at = open_page("pages/9_Stitching.py")
-    _by_key(at.number_input, "stitch_epochs").set_value(0)  # the closed-form stitch: quick
+    by_key(at.number_input, "stitch_epochs").set_value(0)  # the closed-form stitch: quick
     at.run()
     assert_clean(at)
     assert any("not in the cache" in i.value for i in at.info)
-    _by_key(at.button, "stitch_run").click()
+    by_key(at.button, "stitch_run").click()
     at.run()
     assert_clean(at)
     heat = values(_plotly(at, "stitch_heat")["data"][0]["z"])
@@ -123,7 +119,7 @@ def test_stitching_page_trains_on_request_then_shows_accuracy_and_correlations()
     assert list(corr.columns) == ["label", "rho", "p", "n"]
     assert set(corr["n"]) == {8}
     again = open_page("pages/9_Stitching.py")  # a new session reads the finished stitches from the disk cache
-    _by_key(again.number_input, "stitch_epochs").set_value(0)
+    by_key(again.number_input, "stitch_epochs").set_value(0)
     again.run()
     assert_clean(again)
     assert not any("not in the cache" in i.value for i in again.info)
@@ -133,9 +129,9 @@ def test_transfer_page_ranks_the_sources_and_takes_an_image_folder(tmp_path):
     from PIL import Image
 
     at = open_page("pages/10_Transfer.py")
-    _by_key(at.multiselect, "transfer_sources").set_value(["tiny10-s0", "tiny10-s0-digits", "tiny10-s0-ep0"])
-    _by_key(at.number_input, "transfer_epochs").set_value(0)
-    _by_key(at.number_input, "transfer_n").set_value(100)
+    by_key(at.multiselect, "transfer_sources").set_value(["tiny10-s0", "tiny10-s0-digits", "tiny10-s0-ep0"])
+    by_key(at.number_input, "transfer_epochs").set_value(0)
+    by_key(at.number_input, "transfer_n").set_value(100)
     at.run()
     assert_clean(at)
     corr, table = at.dataframe[0].value, at.dataframe[1].value
@@ -149,10 +145,10 @@ def test_transfer_page_ranks_the_sources_and_takes_an_image_folder(tmp_path):
             img = np.random.default_rng(c * 100 + i).random((16, 16)) * 80
             img[c * 5:c * 5 + 6, c * 5:c * 5 + 6] = 255
             Image.fromarray(img.astype(np.uint8)).save(tmp_path / f"c{c}" / f"{i}.png")
-    _by_key(at.radio, "transfer_target").set_value("image_folder")
+    by_key(at.radio, "transfer_target").set_value("image_folder")
     at.run()
     assert any("path of an image folder" in i.value for i in at.info)
-    _by_key(at.text_input, "transfer_folder").set_value(str(tmp_path))
+    by_key(at.text_input, "transfer_folder").set_value(str(tmp_path))
     at.run()
     assert_clean(at)
     assert at.dataframe[1].value["probe_accuracy"].between(0, 1).all()

@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import pytest
-from apptest_helpers import assert_clean, open_page
+from apptest_helpers import assert_clean, by_key, open_page
 
 pytestmark = pytest.mark.usefixtures("module_disk_cache")
-
-
-def _by_key(elements, key):
-    return next(e for e in elements if e.key == key)
 
 
 def test_pruning_page_runs_shows_results_and_reads_them_back():
     at = open_page("pages/5_Pruning.py", zoo="tiny10-s0")
     assert_clean(at)
-    _by_key(at.selectbox, "prune_rule").set_value("median dQ")
-    _by_key(at.number_input, "prune_epochs").set_value(1)
-    _by_key(at.number_input, "prune_controls").set_value(1)
-    _by_key(at.number_input, "prune_train_n").set_value(100)
-    _by_key(at.number_input, "prune_curve_n").set_value(60)
+    by_key(at.selectbox, "prune_rule").set_value("median dQ")
+    by_key(at.number_input, "prune_epochs").set_value(1)
+    by_key(at.number_input, "prune_controls").set_value(1)
+    by_key(at.number_input, "prune_train_n").set_value(100)
+    by_key(at.number_input, "prune_curve_n").set_value(60)
     at.run()
     assert_clean(at)
     assert any("not in the cache" in i.value for i in at.info)
-    _by_key(at.button, "prune_run").click()
+    by_key(at.button, "prune_run").click()
     at.run()
     assert_clean(at)
     units = at.dataframe[0].value
@@ -38,11 +34,11 @@ def test_pruning_page_runs_shows_results_and_reads_them_back():
 
     # a fresh session with the same settings reads the finished run from the disk cache: no button needed
     again = open_page("pages/5_Pruning.py", zoo="tiny10-s0")
-    _by_key(again.selectbox, "prune_rule").set_value("median dQ")
-    _by_key(again.number_input, "prune_epochs").set_value(1)
-    _by_key(again.number_input, "prune_controls").set_value(1)
-    _by_key(again.number_input, "prune_train_n").set_value(100)
-    _by_key(again.number_input, "prune_curve_n").set_value(60)
+    by_key(again.selectbox, "prune_rule").set_value("median dQ")
+    by_key(again.number_input, "prune_epochs").set_value(1)
+    by_key(again.number_input, "prune_controls").set_value(1)
+    by_key(again.number_input, "prune_train_n").set_value(100)
+    by_key(again.number_input, "prune_curve_n").set_value(60)
     again.run()
     assert_clean(again)
     assert not any("not in the cache" in i.value for i in again.info)
@@ -51,9 +47,9 @@ def test_pruning_page_runs_shows_results_and_reads_them_back():
 
 def test_sanity_page_shows_table_and_heatmap():
     at = open_page("pages/6_Sanity_check.py")
-    _by_key(at.multiselect, "sanity_models_tiny10").set_value(["tiny10-s0", "tiny10-s1", "tiny10-s2"])
-    _by_key(at.number_input, "sanity_n").set_value(60)
-    _by_key(at.multiselect, "sanity_metrics").set_value(["linear_cka", "gbs_dense"])
+    by_key(at.multiselect, "sanity_models_tiny10").set_value(["tiny10-s0", "tiny10-s1", "tiny10-s2"])
+    by_key(at.number_input, "sanity_n").set_value(60)
+    by_key(at.multiselect, "sanity_metrics").set_value(["linear_cka", "gbs_dense"])
     at.run()
     assert_clean(at)
     table = at.dataframe[0].value
@@ -63,7 +59,7 @@ def test_sanity_page_shows_table_and_heatmap():
     assert any("correct" in c.value for c in at.caption)
     per_layer = at.dataframe[1].value
     assert per_layer.shape == (2, 8)
-    _by_key(at.selectbox, "sanity_heat_metric").set_value("gbs_dense")
+    by_key(at.selectbox, "sanity_heat_metric").set_value("gbs_dense")
     at.run()
     assert_clean(at)
     assert any("GBS (dense graphs)" in c.value or "of 8 correct" in c.value for c in at.caption)
@@ -71,7 +67,7 @@ def test_sanity_page_shows_table_and_heatmap():
 
 def test_sanity_page_needs_two_networks():
     at = open_page("pages/6_Sanity_check.py")
-    _by_key(at.multiselect, "sanity_models_tiny10").set_value(["tiny10-s0"])
+    by_key(at.multiselect, "sanity_models_tiny10").set_value(["tiny10-s0"])
     at.run()
     assert_clean(at)
     assert any("at least two networks" in w.value for w in at.warning)
