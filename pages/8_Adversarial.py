@@ -28,7 +28,7 @@ n = c1.number_input("Samples N (held-out images, max 540)", 20, 540, 200, 20, ke
 a, b, c, d = st.columns(4)
 kinds = a.multiselect("Attacks", list(ATTACKS), default=["fgsm", "pgd"], format_func=lambda k: ATTACKS[k].label,
                       key="adv_kinds", help="CW and one-pixel are slow (about 0.6 s and 0.9 s per image on 2 cores).")
-eps_text = b.text_input("eps for FGSM and PGD (comma-separated)", "0.01, 0.03, 0.1", key="adv_eps")
+eps_text = b.text_input("eps for FGSM and PGD (comma-separated)", "0.03, 0.1", key="adv_eps")
 confidence = c.number_input("CW confidence", 0.0, 100.0, 0.0, 1.0, key="adv_conf")
 pixels = d.number_input("One-pixel: pixels changed", 1, 256, 1, key="adv_pixels")
 

@@ -4,7 +4,7 @@ For every page: wait until the script has finished, check that the plotly charts
 iframe drew its canvas, that no error or exception box is shown, and that no request left 127.0.0.1; save a
 screenshot to ``artifacts/screenshots/``. Per page: the home page's cards, navigation ("Home" first) and links to
 every page; the graph's download is a self-contained file; Pruning offers to start a run; Sanity check shows its
-tables; Training dynamics shows ResNet-20's epochs; Adversarial shows the clean curve and six attacked ones. Requires ``/usr/bin/chromium`` (``scripts/setup.sh dev`` installs it;
+tables; Training dynamics shows ResNet-20's epochs; Adversarial shows the clean curve and four attacked ones. Requires ``/usr/bin/chromium`` (``scripts/setup.sh dev`` installs it;
 never ``playwright install``).
 """
 
@@ -234,7 +234,7 @@ def check_page(page, name: str) -> None:
         assert page.get_by_role("button", name="Train the stitches").is_visible()
     elif name == "adversarial":
         legend = page.locator(".js-plotly-plot").first.locator(".legendtext").evaluate_all(SVG_TEXTS)
-        assert legend[0].startswith("clean (accuracy") and len(legend) == 7, legend  # clean + FGSM, PGD x 3 eps
+        assert legend[0].startswith("clean (accuracy") and len(legend) == 5, legend  # clean + FGSM, PGD x 2 eps
 
 
 def test_every_page_renders_offline_without_errors(server, browser):

@@ -86,6 +86,8 @@ def test_only_the_stitch_trains_and_the_frozen_halves_keep_their_statistics(tiny
     net(data.images[:32]).sum().backward()
     for k, v in b.state_dict().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+    # the models passed in stay trainable: the stitched network froze copies of them
+    assert all(p.requires_grad for p in [*a.parameters(), *b.parameters()])
 
 
 def test_stitching_two_tiny10_seeds_is_cached_and_scored(tiny, data, tmp_path):

@@ -23,6 +23,7 @@ Bansal, Nakkiran, Barak, "Revisiting Model Stitching to Compare Neural Represent
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -141,13 +142,15 @@ class Stitch(nn.Module):
 class StitchedNetwork(nn.Module):
     """Frozen bottom of ``a`` to the output of ``layer_a``, ``stitch``, frozen top of ``b`` after ``layer_b``.
 
-    B runs on the same input with the output of ``layer_b`` replaced by the stitch's (a forward hook); no parameter
-    of A or B requires a gradient, so B's bottom builds no graph. ``train()`` puts only the stitch in training mode:
+    A and B are frozen copies (the models passed in are left as they are). B runs on the same input with the output
+    of ``layer_b`` replaced by the stitch's (a forward hook); no parameter of A or B requires a gradient, so B's bottom builds no graph. ``train()`` puts only the stitch in training mode:
     A's and B's batch norms keep their statistics.
     """
 
     def __init__(self, a: nn.Module, layer_a: str, b: nn.Module, layer_b: str, stitch: Stitch):
         super().__init__()
+        # frozen copies: the callers' models (often shared, e.g. memoised by the dashboard) are never changed
+        a, b = copy.deepcopy(a), copy.deepcopy(b)
         self.a, self.b, self.stitch, self.layer_a, self.layer_b = a, b, stitch, layer_a, layer_b
         for p in [*a.parameters(), *b.parameters()]:
             p.requires_grad_(False)
