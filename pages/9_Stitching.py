@@ -56,3 +56,5 @@ st.caption(f"A = {a} ({100 * res.accuracy_a:.1f}% alone), B = {b} ({100 * res.ac
            f"{len(pairs)} stitched pairs, indices on {res.settings['index_samples']} held-out images.")
 widgets.csv_download(corr, name=f"stitching_correlations_{a}_{b}", key="stitch_corr_csv",
                      label="Download correlations (CSV)")
+st.subheader("Every stitched pair beside its indices")
+st.dataframe(pairs.round(4), hide_index=True, key="stitch_pairs")

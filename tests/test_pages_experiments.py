@@ -118,6 +118,9 @@ def test_stitching_page_trains_on_request_then_shows_accuracy_and_correlations()
     corr = at.dataframe[0].value
     assert list(corr.columns) == ["label", "rho", "p", "n"]
     assert set(corr["n"]) == {8}
+    pairs = at.dataframe[1].value
+    assert list(pairs["layer_a"]) == list(pairs["layer_b"]) == [f"features.{i}" for i in range(8)]
+    assert {"same_class_fraction_a", "linear_cka", "gbs_dense"} <= set(pairs.columns)
     again = open_page("pages/9_Stitching.py")  # a new session reads the finished stitches from the disk cache
     by_key(again.number_input, "stitch_epochs").set_value(0)
     again.run()
