@@ -186,18 +186,25 @@ def as_transfer(d: dict) -> TransferResult:
     return TransferResult.from_dict(d)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
 def transfer(sources: tuple[str, ...], target: str, folder: str, *, finetune_epochs: int, score_samples: int) -> dict:
     """Transferability of zoo ``sources`` to a bundled ``target`` or, for target "image_folder", the folder (16x16
-    grey, split 70/30 by class), as ``TransferResult.to_dict()``, with a progress bar per source."""
+    grey, split 70/30 by class), as ``TransferResult.to_dict()``, with a progress bar per source. The folder is read
+    on every run and the memo is keyed by its content, so images added to it are seen."""
     if target == "image_folder":
         train, test = stratified_split(load_image_folder(folder, size=16, channels=1))
         name = folder
     else:
         train, test, name = cached.bundled(target, "train"), cached.bundled(target, "test"), target
+    return _transfer(sources, train, test, name, train.dataset_id, test.dataset_id, finetune_epochs=finetune_epochs,
+                     score_samples=score_samples)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _transfer(sources: tuple[str, ...], _train: Dataset, _test: Dataset, name: str, train_id: str, test_id: str, *,
+              finetune_epochs: int, score_samples: int) -> dict:
     bar, report = _bar("Transferability")
     try:
-        result = run_transfer([cached.load_model(ModelSpec("zoo", s)) for s in sources], train, test,
+        result = run_transfer([cached.load_model(ModelSpec("zoo", s)) for s in sources], _train, _test,
                               target_name=name, score_samples=score_samples,
                               finetune=TrainConfig(epochs=finetune_epochs, lr=0.01), cache=cached.disk_cache(),
                               progress=report)

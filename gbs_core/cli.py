@@ -65,8 +65,20 @@ def _written(path: Path) -> Path:
     return path
 
 
+def _json_safe(obj):
+    """``obj`` with NaN and infinities as None, so the file is strict JSON (null)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def _write_json(path: Path, obj) -> Path:
-    path.write_text(json.dumps(obj, indent=2, default=float) + "\n")
+    obj = json.loads(json.dumps(obj, default=float))  # numpy scalars -> floats
+    path.write_text(json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n")
     return _written(path)
 
 
@@ -558,6 +570,9 @@ def stitch(ctx, model_a, model_b, out, pairs_text, epochs, lr, train_samples, in
     import pandas as pd
 
     pairs_table, corr = result.pairs_table(), result.correlations()
+    if pairs_table.empty:
+        raise click.ClickException(f"no pair of layers could be stitched: a vector layer of {a.label} cannot feed a "
+                                   f"conv map of {b.label}; pick other --pairs or other models")
     _write_csv(out / "stitching.csv", pairs_table)
     _write_csv(out / "stitching_matrix.csv", pd.DataFrame(result.accuracy, index=result.layers_a,
                                                           columns=result.layers_b).reset_index(names="layer_a"))

@@ -34,7 +34,7 @@ pixels = d.number_input("One-pixel: pixels changed", 1, 256, 1, key="adv_pixels"
 
 with errors.guard("read the attacks"):
     try:
-        eps = [float(v) for v in eps_text.replace(";", ",").split(",") if v.strip()]
+        eps = list(dict.fromkeys(float(v) for v in eps_text.replace(";", ",").split(",") if v.strip()))
     except ValueError:
         raise errors.DashboardError(f"{eps_text!r}: write the eps values as numbers, e.g. 0.01, 0.03") from None
     attacks = []

@@ -36,6 +36,10 @@ with errors.guard("stitch the networks"):
         result = experiments.stitching(a, b, **params, run=True)
 res = experiments.as_stitching(result)
 pairs = res.pairs_table()
+if pairs.empty:
+    st.warning(f"No pair of layers could be stitched: the layers of {a} are vectors and a vector cannot feed a conv "
+               f"map of {b}. Pick another network A or B.")
+    st.stop()
 left, right = st.columns(2)
 with left:
     widgets.chart(figures.stitching_heatmap(res.accuracy, res.layers_a, res.layers_b, title="Stitched accuracy",

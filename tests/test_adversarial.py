@@ -127,3 +127,9 @@ def test_attack_specs_are_checked():
     with pytest.raises(ValueError, match="images in \\[0, 1\\]"):
         attack_images(torch.nn.Flatten(), torch.full((2, 1, 4, 4), 2.0), np.array([0, 1]), AttackSpec("fgsm", 0.1),
                       n_classes=2)
+
+
+def test_any_seed_is_a_valid_seed(model, data):
+    few = data.subset(np.arange(8), "few")
+    for seed in (0, 5000, 2**40, -3):
+        adversarial_dataset(model, few, AttackSpec("pgd", 0.03), seed=seed)

@@ -230,3 +230,10 @@ def test_stitch_writes_every_file(run, tmp_path):
 def test_stitch_rejects_a_malformed_pair(run, tmp_path):
     res = run("stitch", "tiny10-s0", "tiny10-s1", "--out", str(tmp_path / "x"), "--pairs", "features.1", ok=False)
     assert res.exit_code != 0 and "LAYER_A:LAYER_B" in res.output
+
+
+def test_stitch_with_nothing_stitchable_is_a_clean_error(run, tmp_path):
+    res = run("stitch", "mlp8", "tiny10-s0", "--out", str(tmp_path / "x"), "--epochs", "0", "--index-samples", "50",
+              ok=False)
+    assert res.exit_code == 1 and "no pair of layers could be stitched" in res.output
+    assert "Traceback" not in res.output

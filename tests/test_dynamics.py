@@ -105,3 +105,12 @@ def test_resnet20_deep_layers_gain_modularity_over_training_and_the_stem_does_no
     assert abs(change["stem"]) < 0.1
     assert change["layer3.2"] > 0.5
     assert change["layer3.2"] > change["layer1.0"] + 0.3
+
+
+def test_epochs_in_file_names_order_the_files_and_need_a_word_boundary(tmp_path):
+    names = ["x_ep1.pt", "x_ep16.pt", "x_ep2.pt", "x_ep32.pt", "x_ep4.pt", "x_ep8.pt"]  # as an upload or a glob lists them
+    plan = files_dynamics_plan("tiny10", [tmp_path / n for n in names])
+    assert [c.epoch for c in plan.checkpoints] == [1, 2, 4, 8, 16, 32]
+    assert plan.checkpoints[1].spec.checkpoint.endswith("x_ep2.pt")
+    plan = files_dynamics_plan("tiny10", [tmp_path / "sweep2_ep10.pt", tmp_path / "ckpt_step1000_epoch1.pt"])
+    assert [c.epoch for c in plan.checkpoints] == [1, 10]  # "sweep2" and "step1000" are not epochs

@@ -156,3 +156,13 @@ def test_transfer_page_ranks_the_sources_and_takes_an_image_folder(tmp_path):
     assert_clean(at)
     assert at.dataframe[1].value["probe_accuracy"].between(0, 1).all()
     assert "25 training and 11 held-out images" in at.caption[-1].value
+
+
+def test_stitching_page_says_when_nothing_can_be_stitched():
+    at = open_page("pages/9_Stitching.py")
+    by_key(at.selectbox, "stitch_a").set_value("mlp8")
+    by_key(at.selectbox, "stitch_b").set_value("tiny10-s0")
+    by_key(at.number_input, "stitch_epochs").set_value(0)
+    at.run()  # no pair can be trained, so there is nothing to wait for: no button, the warning at once
+    assert not at.exception and not at.error
+    assert any("No pair of layers could be stitched" in w.value for w in at.warning)

@@ -81,3 +81,28 @@ def test_a_trained_network_transfers_better_than_its_random_init(tmp_path):
     again = run_transfer(sources, train, test, target_name="digits", score_samples=200,
                          finetune=TrainConfig(epochs=1, lr=0.01), cache=cache)
     assert again.to_dict() == res.to_dict()
+
+
+def test_a_two_class_target_gets_a_two_class_head_and_fine_tunes():
+    def two(split):
+        d = load_bundled("digits", split)
+        return d.subset(np.flatnonzero(d.labels < 2)[:80], f"two-{split}")
+
+    train, test = two("train"), two("test")
+    src = [load_model(ModelSpec("zoo", n)) for n in ("tiny10-s0", "tiny10-s0-digits", "tiny10-s0-ep0")]
+    res = run_transfer(src, train, test, score_samples=60, finetune=TrainConfig(epochs=1, lr=0.01))
+    table = res.table().set_index("source")
+    assert table["finetune_accuracy"].between(0, 1).all()
+    assert table.loc["tiny10-s0-digits", "probe_accuracy"] > 0.9
+
+
+def test_the_probe_head_makes_the_probes_decisions_on_raw_features():
+    from gbs_core.experiments.transfer import _probe
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4)) * [1, 5, 0.2, 3] + [0, 2, -1, 4]
+    y = np.where(x[:, 0] + 0.1 * x[:, 1] > 0.2, 2, 0)  # classes 0 and 2 of three: a binary fit with a gap
+    acc, w, b = _probe(x, y, x, y, 3)
+    assert w.shape == (3, 4) and (w[1] == 0).all()
+    pred = np.argmax(x @ w.T + b, axis=1)
+    assert set(pred) <= {0, 2} and np.mean(pred == y) == pytest.approx(acc)

@@ -34,7 +34,7 @@ from gbs_core.pipeline import LoadedModel
 __all__ = ["AttackKind", "ATTACKS", "AttackSpec", "parse_attack", "attack_images", "adversarial_dataset",
            "AdversarialResult", "run_adversarial", "DEFAULT_ATTACKS", "ADVERSARIAL_VERSION"]
 
-ADVERSARIAL_VERSION = "1"  # bump when the meaning of cached attacked images changes
+ADVERSARIAL_VERSION = "2"  # bump when the meaning of cached attacked images changes
 Progress = Callable[[int, int, str], None]
 
 
@@ -155,6 +155,11 @@ def attack_images(model: nn.Module, images: torch.Tensor, labels: np.ndarray, sp
     return torch.from_numpy(np.where(np.abs(adv - x) < 1e-6, x, adv))
 
 
+def _chunk_seed(seed: int, start: int) -> int:
+    """A seed in numpy's range for the chunk starting at sample ``start`` (any integer seed)."""
+    return int(np.random.SeedSequence([abs(int(seed)), int(seed) < 0, int(start)]).generate_state(1)[0])
+
+
 def adversarial_dataset(
     loaded: LoadedModel,
     data: Dataset,
@@ -182,7 +187,7 @@ def adversarial_dataset(
 
         def compute(start=start, stop=stop):
             adv = attack_images(loaded.model, data.images[start:stop], data.labels[start:stop], spec,
-                                n_classes=data.n_classes, seed=seed * 1_000_003 + start, device=device)
+                                n_classes=data.n_classes, seed=_chunk_seed(seed, start), device=device)
             return {"images": adv.numpy()}
 
         key = {**base, "start": start, "stop": stop}

@@ -91,18 +91,24 @@ def zoo_dynamics_plan(model: str) -> DynamicsPlan:
     return DynamicsPlan(model, tuple(Checkpoint(f"epoch {e.epoch}", e.epoch, ModelSpec("zoo", e.name)) for e in chain))
 
 
-_EPOCH_IN_NAME = re.compile(r"(?:ep|epoch)[_-]?(\d+)", re.IGNORECASE)
+_EPOCH_IN_NAME = re.compile(r"(?:^|[^a-z])(?:epoch|ep)[_-]?(\d+)", re.IGNORECASE)
 
 
 def files_dynamics_plan(arch: str, paths: Sequence[str | Path], epochs: Sequence[int] | None = None) -> DynamicsPlan:
-    """A plan from a user's state_dict files of architecture ``arch``, given in training order.
+    """A plan from a user's state_dict files of architecture ``arch``.
 
-    ``epochs`` labels them; by default the number after ``ep``/``epoch`` in each file name, else the position.
+    ``epochs`` labels them, in the order given (which must be training order). Without it, when every file name has
+    an ``ep<N>``/``epoch<N>`` (not inside another word; the last one counts), the files are ordered by N; otherwise
+    they keep the order given and are numbered 0, 1, ...
     """
     paths = [Path(p) for p in paths]
     if epochs is None:
-        found = [_EPOCH_IN_NAME.search(p.stem) for p in paths]
-        epochs = [int(m.group(1)) for m in found] if all(found) else list(range(len(paths)))
+        found = [_EPOCH_IN_NAME.findall(p.stem) for p in paths]
+        if all(found):  # epochs from the names: put the files in that order (uploads and globs come alphabetical)
+            pairs = sorted(zip((int(f[-1]) for f in found), paths, strict=True), key=lambda ep: ep[0])
+            epochs, paths = [e for e, _ in pairs], [p for _, p in pairs]
+        else:
+            epochs = list(range(len(paths)))
     if len(epochs) != len(paths):
         raise ValueError(f"{len(epochs)} epochs for {len(paths)} checkpoint files")
     return DynamicsPlan(arch, tuple(Checkpoint(f"epoch {e} ({p.name})", int(e), ModelSpec("checkpoint", arch, str(p)))

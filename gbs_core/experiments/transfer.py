@@ -37,7 +37,7 @@ from gbs_core.zoo.train import TrainConfig, evaluate, fit
 __all__ = ["TRANSFER_SCORES", "TRUTHS", "TransferResult", "penultimate_features", "transfer_scores",
            "stratified_split", "run_transfer", "default_sources", "TRANSFER_VERSION", "DEFAULT_FINETUNE"]
 
-TRANSFER_VERSION = "1"
+TRANSFER_VERSION = "1"  # unchanged: heads for 2 or gappy classes were a crash, never a cached result
 DEFAULT_FINETUNE = TrainConfig(epochs=2, lr=0.01)
 Progress = Callable[[int, int, str], None]
 TRANSFER_SCORES = {
@@ -102,17 +102,25 @@ def stratified_split(data: Dataset, test_fraction: float = 0.3, seed: int = 0) -
     return data.subset(np.sort(train_idx), f"train{seed}"), data.subset(np.sort(test_idx), f"test{seed}")
 
 
-def _probe(train_x, train_y, test_x, test_y) -> tuple[float, np.ndarray, np.ndarray]:
+def _probe(train_x, train_y, test_x, test_y, n_classes: int) -> tuple[float, np.ndarray, np.ndarray]:
     """Accuracy of a logistic-regression probe on standardised features, and the probe as a linear layer on the raw
-    features (weight (C, D), bias (C,)), which starts the fine-tune."""
+    features with one row per target class (weight (n_classes, D), bias (n_classes,)), which starts the fine-tune.
+    With two classes scikit-learn fits one row w: the head gets -w/2 and +w/2 (the same decision); a class absent
+    from the training labels gets a row of zeros and a very low bias."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     scaler = StandardScaler().fit(train_x)
     clf = LogisticRegression(max_iter=2000, C=1.0).fit(scaler.transform(train_x), train_y)
     acc = float(np.mean(clf.predict(scaler.transform(test_x)) == test_y))
-    weight = clf.coef_ / scaler.scale_
-    bias = clf.intercept_ - weight @ scaler.mean_
+    coef, intercept = clf.coef_, clf.intercept_
+    if coef.shape[0] == 1:  # binary: one row for the positive class
+        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+    weight = np.zeros((n_classes, coef.shape[1]))
+    bias = np.full(n_classes, -1e4)
+    raw = coef / scaler.scale_  # the probe on raw features: (w / scale) x + (b - (w / scale) . mean)
+    weight[clf.classes_] = raw
+    bias[clf.classes_] = intercept - raw @ scaler.mean_
     return acc, weight.astype(np.float32), bias.astype(np.float32)
 
 
@@ -217,7 +225,8 @@ def run_transfer(
             feats = penultimate_features(src.model, score_data.images)
             row = transfer_scores(feats, score_data.labels)
             acc, weight, bias = _probe(penultimate_features(src.model, target_train.images), target_train.labels,
-                                       penultimate_features(src.model, target_test.images), target_test.labels)
+                                       penultimate_features(src.model, target_test.images), target_test.labels,
+                                       target_train.n_classes)
             row["probe_accuracy"] = acc
             if do_ft:
                 row["finetune_accuracy"] = _finetune(src.model, weight, bias, target_train, target_test, finetune)
