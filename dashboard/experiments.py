@@ -17,7 +17,7 @@ from gbs_core.experiments.sanity import SanityResult, run_zoo_sanity_check
 from gbs_core.experiments.stitching import StitchResult, run_stitching
 from gbs_core.experiments.transfer import TransferResult, run_transfer, stratified_split
 from gbs_core.pipeline import ModelSpec
-from gbs_core.zoo.registry import training_data, training_data_of
+from gbs_core.zoo.registry import training_data_of, training_source_of
 from gbs_core.zoo.train import TrainConfig
 
 __all__ = ["pruning", "sanity", "dynamics", "adversarial", "held_out", "clean_similarity", "as_pruning", "as_sanity",
@@ -62,12 +62,11 @@ def _pruning(spec: ModelSpec, *, threshold: float | str, epochs: int, lr: float,
 @st.cache_data(show_spinner=False, max_entries=8)
 def sanity(models: tuple[str, ...], *, n_samples: int, pool: bool, metrics: tuple[str, ...]) -> dict:
     """The sanity check as ``SanityResult.to_dict()``, with a progress bar per index."""
-    bar = st.progress(0.0, text="Sanity check: extracting features")
+    bar, report = _bar("Sanity check")
     try:
         result = run_zoo_sanity_check(list(models), n_samples=n_samples, pool=pool, metrics=list(metrics),
-                                      data=cached.bundled(training_data(training_data_of(models[0])).source, "test"),
-                                      cache=cached.disk_cache(),
-                                      progress=lambda d, n, m: bar.progress(min(d / n, 1.0) if n else 1.0, text=m))
+                                      data=cached.bundled(training_source_of(models[0]), "test"),
+                                      cache=cached.disk_cache(), progress=report)
     finally:
         bar.empty()
     return result.to_dict()
@@ -92,7 +91,7 @@ def as_adversarial(d: dict) -> AdversarialResult:
 def held_out(model_name: str, n: int, seed: int = 0) -> Dataset:
     """``n`` images (stratified, seeded) of the held-out split of the data ``model_name`` was trained on (the default
     data for an architecture that is not a zoo model)."""
-    data = cached.bundled(training_data(training_data_of(model_name)).source, "test")
+    data = cached.bundled(training_source_of(model_name), "test")
     return data.subsample(n, seed=seed) if n < len(data) else data
 
 

@@ -11,7 +11,7 @@ import streamlit as st
 from dashboard import graph_view
 from gbs_core.figures import plotly_config
 
-__all__ = ["chart", "csv_download", "graph", "layer_picker"]
+__all__ = ["chart", "csv_download", "graph", "layer_picker", "model_picker"]
 
 # Streamlit serves the app's static/ folder (server.enableStaticServing) at app/static/, relative to the page's URL
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
@@ -80,3 +80,14 @@ def layer_picker(fs_list: list, *, key: str, default: str = "last"):
         "Layer (depth order)", layers, value=start, key=f"{key}_layer_{fs.model_id}", persist_state="session"
     )
     return fs, layer
+
+
+def model_picker(ws, *, key: str, verb: str, container=st):
+    """A selectbox over the sidebar's models that have weights (saved activations have none) and the chosen model's
+    spec; without one, a warning saying they cannot be ``verb`` and the page stops."""
+    models = [m for m in ws.models if m.spec is not None]
+    if not models:
+        st.warning(f"Pick a model in the sidebar (saved activations cannot be {verb}).")
+        st.stop()
+    label = container.selectbox("Model", [m.label for m in models], key=key)
+    return next(m.spec for m in models if m.label == label)

@@ -387,11 +387,9 @@ def sanity_check(ctx, out, models, family, n_samples, pool, layer_list, metrics,
 
 def _model_data(model_name: str, data_source: str | None) -> str:
     """The bundled source to measure a model on: ``--data`` if given, else the source of its training data."""
-    if data_source:
-        return data_source
-    from gbs_core.zoo.registry import training_data, training_data_of
+    from gbs_core.zoo.registry import training_source_of
 
-    return training_data(training_data_of(model_name)).source
+    return data_source or training_source_of(model_name)
 
 
 model_data_option = click.option("--data", "data_source", type=click.Choice(["digits-noise", "digits"]), default=None,

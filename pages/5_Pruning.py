@@ -18,12 +18,7 @@ st.caption(
     "held-out split. **Control:** as many removable units that were *not* flagged, drawn "
     "at random per seed and fine-tuned identically. The criterion's curve is computed on training images."
 )
-models = [m for m in ws.models if m.spec is not None]
-if not models:
-    st.warning("Pick a model in the sidebar (saved activations cannot be pruned).")
-    st.stop()
-label = st.selectbox("Model", [m.label for m in models], key="prune_model")
-spec = next(m.spec for m in models if m.label == label)
+spec = widgets.model_picker(ws, key="prune_model", verb="pruned")
 
 criterion = st.radio("Criterion", list(CRITERIA), format_func=lambda c: f"{c}: {CRITERIA[c]}", horizontal=True,
                      key="prune_criterion")

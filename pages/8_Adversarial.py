@@ -16,13 +16,8 @@ st.caption(
     f"graph (k = {ws.k_modularity}) is scored with the true classes as communities. The modularity paper finds the "
     "curves of attacked inputs far below the clean one. Uses the sidebar's models, k and pooling."
 )
-models = [m for m in ws.models if m.spec is not None]
-if not models:
-    st.warning("Pick a model in the sidebar (saved activations cannot be attacked).")
-    st.stop()
 c0, c1 = st.columns([2, 1])
-label = c0.selectbox("Model", [m.label for m in models], key="adv_model")
-spec = next(m.spec for m in models if m.label == label)
+spec = widgets.model_picker(ws, key="adv_model", verb="attacked", container=c0)
 n = c1.number_input("Samples N (held-out images, max 540)", 20, 540, 200, 20, key="adv_n")
 
 a, b, c, d = st.columns(4)

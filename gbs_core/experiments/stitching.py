@@ -36,7 +36,7 @@ from gbs_core.cache import DiskCache
 from gbs_core.data import Dataset
 from gbs_core.zoo.train import TrainConfig, evaluate, fit
 
-__all__ = ["Stitch", "StitchedNetwork", "layer_shapes", "stitch_layer", "StitchResult", "run_stitching",
+__all__ = ["Stitch", "StitchedNetwork", "layer_shapes", "StitchResult", "run_stitching",
            "rank_correlation", "STITCH_INDICES", "STITCH_VERSION", "DEFAULT_STITCH_TRAINING"]
 
 STITCH_VERSION = "1"
@@ -213,15 +213,6 @@ def _layer_output(model: nn.Module, layer: str, images: torch.Tensor, batch_size
     return torch.cat(out)
 
 
-def stitch_layer(a: nn.Module, layer_a: str, b: nn.Module, layer_b: str, input_shape: Sequence[int], *,
-                 seed: int = 0) -> StitchedNetwork:
-    """A stitched network with a freshly initialised stitch (seeded); raises ValueError when not stitchable."""
-    sa = layer_shapes(a, [layer_a], input_shape)[layer_a]
-    sb = layer_shapes(b, [layer_b], input_shape)[layer_b]
-    torch.manual_seed(seed)
-    return StitchedNetwork(a, layer_a, b, layer_b, Stitch(sa, sb))
-
-
 def rank_correlation(x: Sequence[float], y: Sequence[float]) -> dict:
     """Spearman's rho of ``x`` and ``y`` over the pairs where both are finite, its two-sided p-value and N
     (rho and p are NaN for fewer than 3 pairs or a constant side)."""
@@ -327,6 +318,13 @@ def run_stitching(
     shape = test.input_shape
     shapes_a, shapes_b = layer_shapes(a.model, layers_a, shape), layer_shapes(b.model, layers_b, shape)
     fit_images = (init or train).images
+    memo: dict[tuple[str, str], torch.Tensor] = {}  # a layer's output on the fit images feeds every pair it is in
+
+    def outputs(model: nn.Module, side: str, layer: str) -> torch.Tensor:
+        if (side, layer) not in memo:
+            memo[side, layer] = _layer_output(model, layer, fit_images)
+        return memo[side, layer]
+
     acc = np.full((len(layers_a), len(layers_b)), np.nan)
     total, done = max(config.epochs, 1) * len(pairs) + 1, 0
     for la, lb in pairs:
@@ -346,7 +344,7 @@ def run_stitching(
                              f"{log.train_accuracy:.3f}")
 
             stitch = _seeded_stitch(shapes_a[la], shapes_b[lb], seed)
-            stitch.fit_least_squares(_layer_output(a.model, la, fit_images), _layer_output(b.model, lb, fit_images))
+            stitch.fit_least_squares(outputs(a.model, "a", la), outputs(b.model, "b", lb))
             net = StitchedNetwork(a.model, la, b.model, lb, stitch)
             if config.epochs > 0:
                 fit(net, train, config, progress=moved)

@@ -209,6 +209,12 @@ def training_data_of(model: str) -> str:
     return entries[model].data if model in entries else DEFAULT_TRAINING_DATA
 
 
+def training_source_of(model: str) -> str:
+    """The bundled data source ("digits-noise" or "digits") a model is measured on: that of its training data
+    (:func:`training_data_of`)."""
+    return training_data(training_data_of(model)).source
+
+
 def evaluation_data(data: str, split: str = "test"):
     """The held-out split (or, with ``split="train"``, the fixed transform of the training split) of a zoo model's
     training data, from its manifest ``data`` name: what its accuracy and its modularity curve are measured on."""
