@@ -15,7 +15,8 @@ from gbs_core.experiments.dynamics import DynamicsResult, files_dynamics_plan, r
 from gbs_core.experiments.pruning import PruningResult, pruning_curve, pruning_data, run_pruning
 from gbs_core.experiments.sanity import SanityResult, run_zoo_sanity_check
 from gbs_core.experiments.stitching import StitchResult, run_stitching
-from gbs_core.experiments.transfer import TransferResult, run_transfer, stratified_split
+from gbs_core.data import stratified_split
+from gbs_core.experiments.transfer import TransferResult, run_transfer
 from gbs_core.pipeline import ModelSpec
 from gbs_core.zoo.registry import training_data_of, training_source_of
 from gbs_core.zoo.train import TrainConfig

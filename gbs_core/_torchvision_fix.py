@@ -9,13 +9,13 @@ feature extraction and transforms work after that; detection ops and ``torchvisi
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.machinery
 import sys
 from pathlib import Path
 
 import torch
 
-__all__ = ["import_torchvision"]
+__all__ = ["import_torchvision", "declare_missing_ops"]
 
 _LIBRARY: torch.library.Library | None = None  # kept alive: dropping it unregisters the ops
 
@@ -43,7 +43,7 @@ def _qnms_cpu(dets: torch.Tensor, scores: torch.Tensor, iou_threshold: float) ->
 
 
 def _extension_loads() -> bool:
-    spec = importlib.util.find_spec("torchvision")
+    spec = importlib.machinery.PathFinder.find_spec("torchvision")  # not through sys.meta_path: the hook is there
     if spec is None or spec.origin is None:
         return False
     for lib in Path(spec.origin).parent.glob("_C*.so"):
@@ -55,18 +55,28 @@ def _extension_loads() -> bool:
     return False
 
 
-def import_torchvision():
-    """Import and return ``torchvision``, declaring the missing ops first when its compiled extension cannot load."""
+def declare_missing_ops() -> None:
+    """Declare the two op schemas torchvision's import needs when its compiled extension cannot load (idempotent).
+
+    The project's virtualenv runs this before any ``import torchvision`` through ``gbs_torchvision_hook`` (installed
+    by ``scripts/setup.sh``), so a user's own script there imports torchvision (and timm) as usual."""
     global _LIBRARY
-    if "torchvision" in sys.modules:
-        return sys.modules["torchvision"]
-    if not _extension_loads() and _LIBRARY is None:
+    if "torchvision" in sys.modules or _LIBRARY is not None:
+        return
+    if not _extension_loads():
         lib = torch.library.Library("torchvision", "DEF")
         lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
         lib.define("qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor")
         lib.impl("nms", _nms_cpu, "CPU")
         lib.impl("qnms", _qnms_cpu, "QuantizedCPU")
         _LIBRARY = lib
+
+
+def import_torchvision():
+    """Import and return ``torchvision``, declaring the missing ops first when its compiled extension cannot load."""
+    if "torchvision" in sys.modules:
+        return sys.modules["torchvision"]
+    declare_missing_ops()
     import torchvision
 
     return torchvision

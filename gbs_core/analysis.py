@@ -90,10 +90,14 @@ def feature_set(
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
 ) -> FeatureSet:
-    """Extract (or read from the cache) ``layers`` of ``loaded`` on ``data``; see :func:`cached_activations`."""
+    """Extract (or read from the cache) ``layers`` of ``loaded`` on ``data``; see :func:`cached_activations`.
+
+    The predictions are kept only when the model's classifier predicts ``data``'s classes
+    (:meth:`~gbs_core.pipeline.LoadedModel.head_fits`); otherwise they are None (accuracy not applicable)."""
     acts = cached_activations(loaded, data, layers, pool=pool, cache=cache, device=device, progress=progress)
+    predictions = acts.predictions if loaded.head_fits(data) else None
     return FeatureSet(loaded.label, loaded.model_id, data.dataset_id, pool, acts.features, data.labels,
-                      acts.predictions, data.class_names)
+                      predictions, data.class_names)
 
 
 def feature_set_from_arrays(

@@ -6,8 +6,14 @@ self-contained HTML files (PNG export needs kaleido, which is not installed). Re
 as the dashboard (``--cache-dir``, default ``$GBS_CACHE_DIR`` or ``~/.cache/gbs-explorer``), so what a batch job
 computed opens instantly in the dashboard, and a repeated command does not recompute.
 
-MODEL is a zoo name (``resnet56``, ``tiny10-s3``; see ``python -m gbs_core zoo list``), ``torchvision:NAME[:SEED]``
-(randomly initialised), or ``checkpoint:ARCH:PATH`` (a state_dict file for a zoo or torchvision architecture).
+MODEL is a zoo name (``resnet56``, ``tiny10-s3``; see ``python -m gbs_core zoo list``), ``torchvision:NAME[:SEED]`` or
+``timm:NAME[:SEED]`` (randomly initialised), or ``checkpoint:ARCH:PATH`` (a state_dict or .safetensors file; ARCH is a
+zoo architecture, a torchvision one, or ``timm:NAME``). A head that does not match the data is kept but not analysed.
+
+DATA (``--data``) is ``digits-noise`` (the bundled default), ``digits``, ``folder:PATH`` (one sub-folder of images per
+class), ``cifar10:PATH``, ``cifar100:PATH`` (the python-pickle folders) or ``npz:PATH`` (saved activations, for
+``analyze``). An input adapter fits the data to each model (channels, size, the family's normalisation); override it
+with ``--input-size`` and ``--normalise``.
 """
 
 from __future__ import annotations
@@ -23,33 +29,83 @@ __all__ = ["main", "parse_model_spec"]
 
 
 def parse_model_spec(text: str):
-    """A :class:`~gbs_core.pipeline.ModelSpec` from ``NAME``, ``torchvision:NAME[:SEED]`` or ``checkpoint:ARCH:PATH``."""
+    """A :class:`~gbs_core.pipeline.ModelSpec` from ``NAME``, ``torchvision:NAME[:SEED]``, ``timm:NAME[:SEED]`` or
+    ``checkpoint:ARCH:PATH`` (ARCH may itself be ``torchvision:NAME`` or ``timm:NAME``)."""
     from gbs_core.pipeline import ModelSpec
 
     kind, _, rest = text.partition(":")
     if not rest:
         return ModelSpec("zoo", text)
-    if kind == "torchvision":
+    if kind in ("torchvision", "timm"):
         name, _, seed = rest.partition(":")
         if seed and not seed.isdigit():
             raise click.BadParameter(f"seed {seed!r} in {text!r} is not a non-negative integer")
-        return ModelSpec("torchvision", name, seed=int(seed or 0))
+        return ModelSpec(kind, name, seed=int(seed or 0))  # type: ignore[arg-type]
     if kind == "checkpoint":
         arch, _, path = rest.partition(":")
+        if arch in ("torchvision", "timm", "zoo"):
+            name, _, path = path.partition(":")
+            arch = f"{arch}:{name}"
         if not path:
-            raise click.BadParameter(f"{text!r}: write checkpoint:ARCH:PATH")
+            raise click.BadParameter(f"{text!r}: write checkpoint:ARCH:PATH (ARCH: resnet56, resnet18, timm:NAME)")
         return ModelSpec("checkpoint", arch, checkpoint=path)
-    raise click.BadParameter(f"{text!r}: use a zoo name, torchvision:NAME[:SEED] or checkpoint:ARCH:PATH")
+    raise click.BadParameter(f"{text!r}: use a zoo name, torchvision:NAME[:SEED], timm:NAME[:SEED] or "
+                             "checkpoint:ARCH:PATH")
 
 
-def _load(text: str):
+def _adapter(ctx: click.Context):
+    from gbs_core.pipeline import AdapterChoice
+
+    obj = ctx.find_root().obj
+    return AdapterChoice(size=obj.get("input_size"), normalise=obj.get("normalise") or "auto")
+
+
+def _load(text: str, data=None, ctx: click.Context | None = None):
+    """The model MODEL names, shaped for ``data`` (a Dataset; default the bundled digits' shape), saying its adapter
+    and notes on stderr."""
     from gbs_core.pipeline import load_model
 
     spec = parse_model_spec(text)
+    ctx = ctx or click.get_current_context()
+    shape = tuple(data.input_shape) if data is not None else (1, 16, 16)
+    classes = data.n_classes if data is not None else 10
     try:
-        return load_model(spec)
+        loaded = load_model(spec, data_shape=shape, num_classes=classes, adapter=_adapter(ctx))
     except (KeyError, ValueError) as exc:
         raise click.ClickException(str(exc).strip("'\"")) from exc
+    if loaded.adapter:
+        _say(f"  {loaded.label}: input adapter {loaded.adapter}")
+    for note in loaded.notes:
+        _say(f"  {loaded.label}: {note}")
+    return loaded
+
+
+def _data_spec(value: str | None, model: str | None = None):
+    """``--data`` as a DataSpec; without it, the training data of zoo model ``model`` (else the default)."""
+    from gbs_core.sources import DataSpec, parse_data_spec
+    from gbs_core.zoo.registry import training_source_of
+
+    if value is None:
+        return DataSpec(training_source_of(parse_model_spec(model).name) if model else "digits-noise")
+    try:
+        return parse_data_spec(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--data") from exc
+
+
+def _analysis_data(spec, n: int | None, seed: int, split: str = "test"):
+    """The samples to analyse from ``spec`` (the training split with ``split="train"``), N clamped with a note."""
+    from gbs_core.data import DataError
+    from gbs_core.sources import analysis_data, clamp_samples, train_test
+
+    try:
+        data = train_test(spec, seed=seed)[0] if split == "train" else analysis_data(spec)
+        data, note = clamp_samples(data, n, seed=seed)
+    except DataError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if note:
+        _say(f"  {note}")
+    return data
 
 
 def _csv_list(value: str | None) -> list[str] | None:
@@ -98,18 +154,28 @@ def _cache(ctx: click.Context):
     return None if ctx.obj["no_cache"] else DiskCache(ctx.obj["cache_dir"])
 
 
-def _bundled(source: str, split: str, n: int | None, seed: int):
-    from gbs_core.data import load_bundled
+data_option = click.option(
+    "--data", "data_text", default=None, metavar="DATA",
+    help="digits-noise (default), digits, folder:PATH, cifar10:PATH, cifar100:PATH or npz:PATH (saved activations).")
+model_data_option = click.option(
+    "--data", "data_text", default=None, metavar="DATA",
+    help="digits-noise, digits, folder:PATH, cifar10:PATH or cifar100:PATH (default: the zoo model's training data; "
+         "digits-noise for other models).")
 
-    data = load_bundled(source, split)
-    if n is not None and n > len(data):
-        _say(f"  N = {n} is more than the {len(data)} images of the {split} split; using all {len(data)}")
-    return data.subsample(n, seed=seed) if n is not None and n < len(data) else data
+
+def _store_root(ctx: click.Context, param: click.Parameter, value):
+    ctx.find_root().obj[param.name] = value
+    return value
 
 
-data_option = click.option("--data", "data_source", type=click.Choice(["digits-noise", "digits"]),
-                           default="digits-noise", show_default=True,
-                           help="Bundled data: the digits in noise (default) or the plain digits.")
+def adapter_options(f):
+    """``--input-size`` and ``--normalise``: overrides of the input adapter of every model of the command."""
+    f = click.option("--normalise", type=click.Choice(["auto", "none", "imagenet"]), default=None, expose_value=False,
+                     callback=_store_root, help="Input normalisation (default auto: the model family's; ImageNet's "
+                     "for torchvision and timm, none for the zoo).")(f)
+    return click.option("--input-size", type=click.IntRange(4, 1024), default=None, expose_value=False,
+                        callback=_store_root, help="Side the images are resized to before the model (default: the "
+                        "model's own size, or the data's, at least 32 for torchvision and timm).")(f)
 
 
 def _fraction_printer(label: str):
@@ -142,15 +208,18 @@ html_option = click.option("--html", is_flag=True, help="Also write plotly figur
 @main.command()
 @click.argument("model")
 @out_option
-def layers(model: str, out: Path) -> None:
-    """List MODEL's layers: name, type, output shape, features, default or not, removable by pruning (layers.csv)."""
+@model_data_option
+@adapter_options
+def layers(model: str, out: Path, data_text: str | None) -> None:
+    """List MODEL's layers on DATA: name, type, output shape, features, default or not, removable by pruning
+    (layers.csv)."""
     from gbs_core.activations import list_layers
-    from gbs_core.data import load_bundled
     from gbs_core.experiments.pruning import removable_units
 
-    loaded = _load(model)
+    data = _analysis_data(_data_spec(data_text, model), 2, 0)
+    loaded = _load(model, data)
     out.mkdir(parents=True, exist_ok=True)
-    example = load_bundled("digits-noise", "test").images[:2]
+    example = data.images[:2]
     infos = list_layers(loaded.model, example)
     default = loaded.default_layers()
     units = {u.name: u for u in removable_units(loaded.model, default, tuple(example.shape[1:]))}
@@ -158,7 +227,7 @@ def layers(model: str, out: Path) -> None:
 
     df = pd.DataFrame([{
         "layer": i.name, "type": i.type, "output_shape": "x".join(map(str, i.output_shape)), "n_features": i.n_features,
-        "default": i.name in default, "removable": units[i.name].removable if i.name in units else None,
+        "default": i.name in default, "head": i.name == loaded.head, "removable": units[i.name].removable if i.name in units else None,
         "reason_not_removable": units[i.name].reason if i.name in units else "",
     } for i in infos])
     _write_csv(out / "layers.csv", df)
@@ -167,12 +236,15 @@ def layers(model: str, out: Path) -> None:
 
 
 @main.command()
-@click.argument("model")
+@click.argument("model", required=False)
 @out_option
 @data_option
+@adapter_options
 @click.option("--n-samples", type=int, default=500, show_default=True,
-              help="Images analysed (a stratified subsample; the held-out split has 540).")
-@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+              help="Images analysed (a stratified subsample; all there are when the data has fewer).")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True,
+              help="test: the held-out split (all of a folder's images); train: the training split (a folder's "
+                   "seeded 70% part).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the stratified subsample.")
 @click.option("--layers", "layer_list", default=None, help="Comma-separated layer names (default: the model's).")
 @click.option("--pool", is_flag=True, help="Average-pool conv maps over space before the analyses.")
@@ -184,8 +256,10 @@ def layers(model: str, out: Path) -> None:
               help="Comma-separated similarity metrics for layer x layer matrices (see SIMILARITY_METRICS).")
 @html_option
 @click.pass_context
-def analyze(ctx, model, out, data_source, n_samples, split, seed, layer_list, pool, k, n_batches, threshold, motif_k, metrics, html):
-    """Compute what the dashboard shows for MODEL: modularity curve and prunable layers, layer x layer similarity
+def analyze(ctx, model, out, data_text, n_samples, split, seed, layer_list, pool, k, n_batches, threshold, motif_k, metrics,
+            html):
+    """Compute what the dashboard shows for MODEL on DATA (or for the saved activations of --data npz:PATH, with no
+    MODEL): modularity curve and prunable layers, layer x layer similarity
     matrices (CKA, GBS, ...), triangle motif profile. Writes modularity.csv, prunable.json, similarity_<metric>.csv,
     motifs.csv, summary.json (and modularity.html, similarity_<metric>.html, motifs.html with --html)."""
     from gbs_core.analysis import feature_set, layer_similarity, modularity_by_layer, modularity_table, motifs_by_layer
@@ -197,13 +271,24 @@ def analyze(ctx, model, out, data_source, n_samples, split, seed, layer_list, po
         raise click.BadParameter(f"unknown metric(s) {bad}; choose from {', '.join(SIMILARITY_METRICS)}",
                                  param_hint="--metrics")
     t0 = time.perf_counter()
-    loaded = _load(model)
+    spec = _data_spec(data_text)
     cache = _cache(ctx)
-    data = _bundled(data_source, split, n_samples, seed)
+    if spec.kind == "npz":
+        fs, loaded, data = _saved_feature_set(spec.path, _csv_list(layer_list)), None, None
+        label, n_used = fs.name, fs.n_samples
+        if model:
+            _say(f"  --data npz: the saved activations are analysed; MODEL {model!r} is not used")
+    else:
+        if not model:
+            raise click.UsageError("give a MODEL (or --data npz:PATH to analyse saved activations)")
+        data = _analysis_data(spec, n_samples, seed, split)
+        loaded = _load(model, data)
+        label, n_used = loaded.label, len(data)
     out.mkdir(parents=True, exist_ok=True)
-    _say(f"{loaded.label}: features of {len(data)} images of {data.dataset_id}")
     try:
-        fs = feature_set(loaded, data, _csv_list(layer_list), pool=pool, cache=cache)
+        if loaded is not None:
+            _say(f"{label}: features of {len(data)} images of {data.dataset_id}")
+            fs = feature_set(loaded, data, _csv_list(layer_list), pool=pool, cache=cache)
         curve = modularity_by_layer(fs, k=k, n_batches=n_batches, seed=seed, cache=cache,
                                     progress=_fraction_printer("modularity"))
         table = modularity_table(curve, threshold=threshold)
@@ -222,8 +307,11 @@ def analyze(ctx, model, out, data_source, n_samples, split, seed, layer_list, po
         _write_csv(out / f"similarity_{m}.csv", pd.DataFrame(M, index=fs.layers, columns=fs.layers).reset_index(
             names="layer"))
     _write_csv(out / "motifs.csv", motifs)
-    summary = {"model": loaded.label, "model_id": loaded.model_id, "test_accuracy": loaded.test_accuracy,
-               "n_params": loaded.n_params, "data": data.dataset_id, "n_samples": len(data), "split": split,
+    accuracy = float((fs.predictions == fs.labels).mean()) if fs.predictions is not None else None
+    summary = {"model": label, "model_id": fs.model_id, "recorded_test_accuracy": getattr(loaded, "test_accuracy", None),
+               "accuracy_on_data": accuracy, "n_params": getattr(loaded, "n_params", None),
+               "input_adapter": getattr(loaded, "adapter", ""), "notes": list(getattr(loaded, "notes", ())),
+               "data_source": spec.text, "data": fs.dataset_id, "n_samples": n_used, "split": split,
                "pool": pool, "layers": fs.layers, "k": k, "n_batches": n_batches, "threshold": threshold,
                "motif_k": motif_k, "metrics": metric_list, "prunable_layers": list(flagged["layer"]),
                "seconds": round(time.perf_counter() - t0, 2)}
@@ -232,14 +320,32 @@ def analyze(ctx, model, out, data_source, n_samples, split, seed, layer_list, po
         from gbs_core import figures
 
         # the dashboard's own figures, so a batch job's HTML looks like the app
-        fig = figures.modularity_chart([table.assign(model=loaded.label)], normalized=False)
-        _write_html(out / "modularity.html", fig.update_layout(title=f"Modularity: {loaded.label}"))
+        fig = figures.modularity_chart([table.assign(model=label)], normalized=False)
+        _write_html(out / "modularity.html", fig.update_layout(title=f"Modularity: {label}"))
         for m, M in matrices.items():
             _write_html(out / f"similarity_{m}.html", figures.similarity_heatmap(
-                M, fs.layers, fs.layers, title=f"{m}: {loaded.label}", row_title=loaded.label, col_title=loaded.label))
-        _write_html(out / "motifs.html", figures.motif_bars(motifs, title=f"Triangle motifs: {loaded.label}"))
-    click.echo(f"{loaded.label}: {len(fs.layers)} layers; prunable (dQ < {threshold}): "
+                M, fs.layers, fs.layers, title=f"{m}: {label}", row_title=label, col_title=label))
+        _write_html(out / "motifs.html", figures.motif_bars(motifs, title=f"Triangle motifs: {label}"))
+    click.echo(f"{label}: {len(fs.layers)} layers; prunable (dQ < {threshold}): "
                f"{', '.join(flagged['layer']) or 'none'}")
+
+
+def _saved_feature_set(path: str, layers: list[str] | None):
+    from gbs_core.activations import load_saved_activations
+    from gbs_core.analysis import feature_set_from_arrays
+
+    try:
+        features, labels, predictions, class_names = load_saved_activations(path)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if layers:
+        missing = [n for n in layers if n not in features]
+        if missing:
+            raise click.BadParameter(f"{missing} not in {Path(path).name}; it has {list(features)}",
+                                     param_hint="--layers")
+        features = {n: features[n] for n in layers}
+    return feature_set_from_arrays(Path(path).name, features, labels, predictions=predictions,
+                                   class_names=class_names)
 
 
 def _threshold(value: str) -> float | str:
@@ -273,24 +379,33 @@ def _threshold(value: str) -> float | str:
 @click.option("--k", type=int, default=3, show_default=True)
 @click.option("--n-batches", type=int, default=1, show_default=True)
 @click.option("--train-samples", type=int, default=None, help="Fine-tune on a stratified subsample (default: all).")
+@model_data_option
+@adapter_options
 @html_option
 @click.pass_context
 def prune(ctx, model, out, criterion, threshold, epochs, lr, batch_size, finetune_seed, control_seeds, curve_samples, curve_split,
-          k, n_batches, train_samples, html):
+          k, n_batches, train_samples, data_text, html):
     """Modularity- or GBS-guided pruning of MODEL: remove the flagged removable units, fine-tune, evaluate, and compare
     with controls that remove as many unflagged units. Writes pruning.csv (one row per model), units.csv (every unit:
     Q and dQ or GBS to the previous layer, flagged, removable, reason), pruning.json (everything, with the fine-tuning
-    history) (and pruning.html)."""
-    from gbs_core.experiments.pruning import DEFAULT_THRESHOLDS, pruning_curve, pruning_data, run_pruning
+    history) (and pruning.html). DATA needs a training split: the bundled sources, CIFAR, or an image folder (split
+    70/30, seeded). A head that does not predict DATA's classes is replaced by a fresh one before fine-tuning."""
+    from gbs_core.data import DataError
+    from gbs_core.experiments.pruning import DEFAULT_THRESHOLDS, experiment_data, pruning_curve, run_pruning
 
     thr = _threshold(threshold if threshold is not None else str(DEFAULT_THRESHOLDS[criterion]))
     seeds = [int(s) for s in _csv_list(control_seeds) or []]
-    loaded = _load(model)
-    cache = _cache(ctx)
-    from gbs_core.zoo.registry import training_data_of
-
-    pdata = pruning_data(training_data_of(parse_model_spec(model).name), curve_samples=curve_samples, train_samples=train_samples)
+    try:
+        pdata = experiment_data(_data_spec(data_text, model), curve_samples=curve_samples,
+                                train_samples=train_samples, seed=finetune_seed)
+    except DataError as exc:
+        raise click.ClickException(str(exc)) from exc
     train, test = pdata.train, pdata.test
+    loaded = _load(model, test)
+    cache = _cache(ctx)
+    net, head_note = loaded.trainable_for(test, seed=finetune_seed)
+    if head_note:
+        _say(f"  {loaded.label}: {head_note}")
     curve_data = pdata.curve if curve_split == "train" else (
         test.subsample(curve_samples, seed=0) if curve_samples < len(test) else test)
     out.mkdir(parents=True, exist_ok=True)
@@ -304,8 +419,8 @@ def prune(ctx, model, out, criterion, threshold, epochs, lr, batch_size, finetun
     def report(p) -> None:
         _say(f"  [{100 * p.fraction:5.1f}%] {p.message}")
 
-    result = run_pruning(loaded.model, curve, train, test, threshold=thr, finetune=cfg, control_seeds=seeds,
-                         model_id=loaded.model_id, model_label=loaded.label, cache=cache, progress=report,
+    result = run_pruning(net, curve, train, test, threshold=thr, finetune=cfg, control_seeds=seeds,
+                         model_id=loaded.model_id + ("|new-head" if head_note else ""), model_label=loaded.label, cache=cache, progress=report,
                          criterion=criterion,
                          extra_settings={"curve_split": curve_split, "curve_samples": len(curve_data), "k": k,
                                          "n_batches": n_batches, "curve_data": curve_data.dataset_id})
@@ -327,19 +442,22 @@ def prune(ctx, model, out, criterion, threshold, epochs, lr, batch_size, finetun
 @main.command("sanity-check")
 @out_option
 @click.option("--models", default=None,
-              help="Comma-separated zoo models of one architecture (default: every seed of --family).")
+              help="Comma-separated models of one architecture: zoo names, torchvision:NAME:SEED, timm:NAME:SEED or "
+                   "checkpoint:ARCH:PATH (default: every seed of --family).")
 @click.option("--family", default="tiny10", show_default=True,
               help="Architecture whose seeds are compared when --models is not given: tiny10, tiny10x2 or tiny10x4 "
                    "(the width family), or any zoo architecture with several seeds.")
 @click.option("--n-samples", type=int, default=500, show_default=True,
-              help="Held-out images of the models' training data (max 540).")
+              help="Held-out images (all there are when the data has fewer).")
+@model_data_option
+@adapter_options
 @click.option("--pool", is_flag=True, help="Average-pool conv maps over space.")
 @click.option("--layers", "layer_list", default=None, help="Comma-separated layers (default: the conv blocks).")
 @click.option("--metrics", default=None, help="Comma-separated indices (default: all 12; see gbs_core.experiments.sanity).")
 @click.option("--heatmap", default="0,1", show_default=True, help="Pair of model positions for the heatmap files.")
 @html_option
 @click.pass_context
-def sanity_check(ctx, out, models, family, n_samples, pool, layer_list, metrics, heatmap, html):
+def sanity_check(ctx, out, models, family, n_samples, data_text, pool, layer_list, metrics, heatmap, html):
     """Layer-identification sanity check: for every ordered pair of seeds and every layer, does the index pick the
     same layer of the other network? Writes sanity.csv (our accuracy beside the CKA paper's), sanity_per_layer.csv,
     sanity_pairs.csv, heatmap_<index>.csv for the chosen pair, sanity.json (and heatmap_<index>.html)."""
@@ -358,9 +476,13 @@ def sanity_check(ctx, out, models, family, n_samples, pool, layer_list, metrics,
             families = [a for a in ARCHITECTURES if len(zoo_seed_models(a)) >= 2]
             raise click.BadParameter(f"{family!r} has {len(names)} seeds in the zoo and the sanity check needs at least "
                                      f"2; families with several seeds: {', '.join(families)}", param_hint="--family")
-        result = run_zoo_sanity_check(names, n_samples=n_samples, pool=pool, layers=_csv_list(layer_list),
-                                      metrics=_csv_list(metrics), cache=_cache(ctx),
-                                      progress=_fraction_printer("sanity check"))
+        specs = [parse_model_spec(n) for n in names]
+        data = _analysis_data(_data_spec(data_text, names[0] if specs[0].source == "zoo" else None), n_samples, 0)
+        _say(f"{len(specs)} models on {len(data)} images of {data.dataset_id}")
+        result = run_zoo_sanity_check(specs, n_samples=n_samples, pool=pool, layers=_csv_list(layer_list),
+                                      metrics=_csv_list(metrics), data=data, cache=_cache(ctx),
+                                      progress=_fraction_printer("sanity check"),
+                                      load=lambda spec: _load(spec_text(spec), data, ctx))
     except (KeyError, ValueError) as exc:
         raise click.ClickException(str(exc).strip("'\"")) from exc
     if not (0 <= a < len(result.models) and 0 <= b < len(result.models) and a != b):
@@ -385,15 +507,13 @@ def sanity_check(ctx, out, models, family, n_samples, pool, layer_list, metrics,
     click.echo(result.table()[["index", "ours_pct", "paper_pct"]].to_string(index=False))
 
 
-def _model_data(model_name: str, data_source: str | None) -> str:
-    """The bundled source to measure a model on: ``--data`` if given, else the source of its training data."""
-    from gbs_core.zoo.registry import training_source_of
-
-    return data_source or training_source_of(model_name)
-
-
-model_data_option = click.option("--data", "data_source", type=click.Choice(["digits-noise", "digits"]), default=None,
-                                 help="Bundled held-out data (default: the data the model was trained on).")
+def spec_text(spec) -> str:
+    """The command-line spelling of a ModelSpec (the inverse of :func:`parse_model_spec`)."""
+    if spec.source == "zoo":
+        return spec.name
+    if spec.source in ("torchvision", "timm"):
+        return f"{spec.source}:{spec.name}:{spec.seed}"
+    return f"checkpoint:{spec.name}:{spec.checkpoint}"
 
 
 @main.command()
@@ -405,6 +525,7 @@ model_data_option = click.option("--data", "data_source", type=click.Choice(["di
 @click.option("--epochs", "epoch_list", default=None,
               help="Comma-separated epochs of --files (default: the number after 'ep' in each name, else 0, 1, ...).")
 @model_data_option
+@adapter_options
 @click.option("--n-samples", type=int, default=500, show_default=True, help="Held-out images (stratified subsample).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subsample and the batches.")
 @click.option("--layers", "layer_list", default=None, help="Comma-separated layer names (default: the model's).")
@@ -414,7 +535,7 @@ model_data_option = click.option("--data", "data_source", type=click.Choice(["di
 @click.option("--motif-k", type=int, default=5, show_default=True, help="Neighbours of the motif kNN graph.")
 @html_option
 @click.pass_context
-def dynamics(ctx, model, out, files, epoch_list, data_source, n_samples, seed, layer_list, pool, k, n_batches, motif_k,
+def dynamics(ctx, model, out, files, epoch_list, data_text, n_samples, seed, layer_list, pool, k, n_batches, motif_k,
              html):
     """Per-layer modularity, same-class motif fraction and linear CKA to the last checkpoint over MODEL's training
     checkpoints. Writes dynamics.csv (one row per checkpoint and layer), dynamics_q.csv (checkpoint x layer),
@@ -430,10 +551,11 @@ def dynamics(ctx, model, out, files, epoch_list, data_source, n_samples, seed, l
             plan = files_dynamics_plan(model, _csv_list(files), epochs)
         else:
             plan = zoo_dynamics_plan(model)
-        data = _bundled(_model_data(model, data_source), "test", n_samples, seed)
+        data = _analysis_data(_data_spec(data_text, None if files else model), n_samples, seed)
         _say(f"{plan.name}: {len(plan.checkpoints)} checkpoints on {len(data)} images of {data.dataset_id}")
         result = run_dynamics(plan, data, layers=_csv_list(layer_list), pool=pool, k=k, n_batches=n_batches,
-                              motif_k=motif_k, seed=seed, cache=_cache(ctx), progress=_fraction_printer("dynamics"))
+                              motif_k=motif_k, seed=seed, cache=_cache(ctx), progress=_fraction_printer("dynamics"),
+                              load=lambda spec: _load(spec_text(spec), data, ctx))
     except (KeyError, ValueError) as exc:
         raise click.ClickException(str(exc).strip("'\"")) from exc
     import pandas as pd
@@ -471,6 +593,7 @@ def dynamics(ctx, model, out, files, epoch_list, data_source, n_samples, seed, l
               help="Comma-separated KIND[:STRENGTH]: fgsm:EPS, pgd:EPS (L-inf on [0, 1] images), cw[:CONFIDENCE] "
                    "(Carlini-Wagner L2), one-pixel[:PIXELS].")
 @model_data_option
+@adapter_options
 @click.option("--n-samples", type=int, default=200, show_default=True, help="Held-out images (stratified subsample).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subsample and the attacks.")
 @click.option("--layers", "layer_list", default=None, help="Comma-separated layer names (default: the model's).")
@@ -479,7 +602,7 @@ def dynamics(ctx, model, out, files, epoch_list, data_source, n_samples, seed, l
 @click.option("--n-batches", type=int, default=1, show_default=True, help="Disjoint batches for the modularity curve.")
 @html_option
 @click.pass_context
-def adversarial(ctx, model, out, attacks, data_source, n_samples, seed, layer_list, pool, k, n_batches, html):
+def adversarial(ctx, model, out, attacks, data_text, n_samples, seed, layer_list, pool, k, n_batches, html):
     """Modularity curves of MODEL on clean held-out images and on attacked copies, with the accuracy on each.
     Writes adversarial.csv (one row per input set: accuracy, mean L-inf, Q per layer), adversarial_curves.csv,
     layer_difference.csv (|Q_i - Q_j| of the clean curve), adversarial.json (and adversarial.html,
@@ -487,10 +610,14 @@ def adversarial(ctx, model, out, attacks, data_source, n_samples, seed, layer_li
     from gbs_core.experiments.adversarial import parse_attack, run_adversarial
 
     out.mkdir(parents=True, exist_ok=True)
-    loaded = _load(model)
+    data = _analysis_data(_data_spec(data_text, model), n_samples, seed)
+    loaded = _load(model, data)
+    if not loaded.head_fits(data):
+        raise click.ClickException(f"{loaded.label} does not classify this data's {data.n_classes} classes (its head has "
+                                   f"{loaded.head_classes}), and an attack needs the model's loss on the true labels: "
+                                   "give a model trained on this data, or other --data")
     try:
         specs = [parse_attack(a) for a in _csv_list(attacks) or []]
-        data = _bundled(_model_data(loaded.spec.name, data_source), "test", n_samples, seed)
         _say(f"{loaded.label}: {len(specs)} attacks on {len(data)} images of {data.dataset_id}")
         result = run_adversarial(loaded, data, specs, layers=_csv_list(layer_list), pool=pool, k=k,
                                  n_batches=n_batches, seed=seed, cache=_cache(ctx),
@@ -542,21 +669,31 @@ def _stitch_pairs(text: str, layers_a: list[str], layers_b: list[str]) -> list[t
 @click.option("--index-samples", type=int, default=500, show_default=True,
               help="Held-out images for the motif, CKA and GBS indices.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@model_data_option
+@adapter_options
 @html_option
 @click.pass_context
-def stitch(ctx, model_a, model_b, out, pairs_text, epochs, lr, train_samples, index_samples, seed, html):
+def stitch(ctx, model_a, model_b, out, pairs_text, epochs, lr, train_samples, index_samples, seed, data_text, html):
     """Stitch MODEL_A's layers into MODEL_B (frozen halves, a trained 1x1-conv or linear stitch with ReLU) and test
-    whether the motif statistic, CKA or GBS predicts the stitched accuracy. Trains on the training split of MODEL_A's
-    data, tests on its held-out split. Writes stitching.csv (one row per pair), stitching_matrix.csv,
+    whether the motif statistic, CKA or GBS predicts the stitched accuracy. Trains on the training split of DATA
+    (default: MODEL_A's training data), tests on its held-out split; MODEL_B's head must classify DATA. Writes stitching.csv (one row per pair), stitching_matrix.csv,
     correlations.csv (Spearman rho, p, N per index), stitching.json (and stitching.html, stitching_<index>.html)."""
-    from gbs_core.experiments.pruning import pruning_data
+    from gbs_core.data import DataError
+    from gbs_core.experiments.pruning import experiment_data
     from gbs_core.experiments.stitching import STITCH_INDICES, run_stitching
-    from gbs_core.zoo.registry import training_data_of
 
-    a, b = _load(model_a), _load(model_b)
+    try:
+        pdata = experiment_data(_data_spec(data_text, model_a), curve_samples=None, train_samples=train_samples,
+                                seed=seed)
+    except DataError as exc:
+        raise click.ClickException(str(exc)) from exc
+    a, b = _load(model_a, pdata.test), _load(model_b, pdata.test)
+    if not b.head_fits(pdata.test):
+        raise click.ClickException(f"{b.label}'s head does not classify this data's {pdata.test.n_classes} classes, and "
+                                   "stitching measures accuracy through MODEL_B's head: give a MODEL_B trained on "
+                                   "this data")
     out.mkdir(parents=True, exist_ok=True)
     try:
-        pdata = pruning_data(training_data_of(a.spec.name), curve_samples=None, train_samples=train_samples)
         pairs = _stitch_pairs(pairs_text, a.default_layers(), b.default_layers())
         _say(f"{a.label} -> {b.label}: {len(pairs)} pairs, {epochs} epoch(s) each on {len(pdata.train)} images")
         result = run_stitching(a, b, pdata.train, pdata.test, pairs=pairs, init=pdata.curve,
@@ -592,25 +729,37 @@ def stitch(ctx, model_a, model_b, out, pairs_text, epochs, lr, train_samples, in
     click.echo(corr[["index", "rho", "p", "n"]].round(4).to_string(index=False))
 
 
-def _transfer_target(target: str, folder: Path | None, seed: int):
-    """(train, test, name) of the transfer target: a bundled source, or a user's image folder split 70/30."""
-    from gbs_core.data import load_bundled, load_image_folder
-    from gbs_core.experiments.transfer import stratified_split
+def _transfer_target(data_text: str | None, target: str, folder: Path | None, seed: int):
+    """(train, test, name) of the transfer target: ``--data`` (any source with a training split), else the older
+    ``--target`` / ``--folder``."""
+    from gbs_core.data import DataError
+    from gbs_core.sources import DataSpec, train_test
 
-    if target == "image-folder":
+    if data_text is not None:
+        spec = _data_spec(data_text)
+    elif target == "image-folder":
         if folder is None:
             raise click.BadParameter("--target image-folder needs --folder PATH", param_hint="--folder")
-        train, test = stratified_split(load_image_folder(folder, size=16, channels=1), seed=seed)
-        return train, test, folder.name
-    return load_bundled(target, "train"), load_bundled(target, "test"), target
+        spec = DataSpec("folder", str(folder))
+    else:
+        spec = DataSpec(target)
+    try:
+        train, test = train_test(spec, seed=seed)
+    except DataError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return train, test, Path(spec.path).name if spec.path else spec.kind
 
 
 @main.command()
 @out_option
+@click.option("--data", "data_text", default=None, metavar="DATA",
+              help="The target task: digits, digits-noise, folder:PATH (split 70/30, seeded), cifar10:PATH or "
+                   "cifar100:PATH (their own splits). Default: --target.")
 @click.option("--target", type=click.Choice(["digits", "digits-noise", "image-folder"]), default="digits",
-              show_default=True, help="The target task: a bundled data set (train / held-out split), or --folder.")
+              show_default=True, help="Older spelling of --data: a bundled data set, or image-folder with --folder.")
 @click.option("--folder", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-              help="With --target image-folder: one sub-folder per class; images become 16x16 grey; split 70/30.")
+              help="With --target image-folder: one sub-folder per class; split 70/30.")
+@adapter_options
 @click.option("--sources", default=None,
               help="Comma-separated source models (default: the zoo's nets of both data sets and three random inits).")
 @click.option("--finetune-epochs", type=int, default=2, show_default=True,
@@ -621,7 +770,7 @@ def _transfer_target(target: str, folder: Path | None, seed: int):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the folder's split and the fine-tune.")
 @html_option
 @click.pass_context
-def transfer(ctx, out, target, folder, sources, finetune_epochs, lr, score_samples, seed, html):
+def transfer(ctx, out, data_text, target, folder, sources, finetune_epochs, lr, score_samples, seed, html):
     """Rank source models for a target task by training-free scores of their penultimate features (GBS to the label
     graph, same-class motif fraction, modularity, linear CKA to the labels) and compare with a linear probe and a
     short fine-tune. Writes transfer.csv (one row per source), correlations.csv (Kendall's tau per score and
@@ -631,8 +780,8 @@ def transfer(ctx, out, target, folder, sources, finetune_epochs, lr, score_sampl
 
     out.mkdir(parents=True, exist_ok=True)
     try:
-        train, test, name = _transfer_target(target, folder, seed)
-        loaded = [_load(s) for s in (_csv_list(sources) or default_sources())]
+        train, test, name = _transfer_target(data_text, target, folder, seed)
+        loaded = [_load(s, test) for s in (_csv_list(sources) or default_sources())]
         _say(f"{len(loaded)} sources -> {name}: {len(train)} training and {len(test)} held-out images")
         result = run_transfer(loaded, train, test, target_name=name, score_samples=score_samples,
                               finetune=TrainConfig(epochs=finetune_epochs, lr=lr, seed=seed), cache=_cache(ctx),

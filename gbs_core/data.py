@@ -45,6 +45,7 @@ __all__ = [
     "load_image_folder",
     "load_cifar",
     "stratified_subsample",
+    "stratified_split",
     "MAX_SAMPLES",
 ]
 
@@ -146,6 +147,27 @@ def stratified_subsample(dataset: Dataset, n: int, seed: int = 0) -> Dataset:
         chosen.append(rng.choice(members, size=t, replace=False))
     indices = np.sort(np.concatenate(chosen))
     return dataset.subset(indices, tag=f"strat{n}s{seed}")
+
+
+def stratified_split(data: Dataset, test_fraction: float = 0.3, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """A seeded stratified (train, test) split of a data set without one of its own (an image folder).
+
+    Raises
+    ------
+    DataError
+        When a class has fewer than 2 samples, or the test part would hold fewer samples than there are classes.
+    """
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(data.labels, minlength=data.n_classes)
+    present = counts[counts > 0]
+    if present.min() < 2 or round(len(data) * test_fraction) < len(present):
+        raise DataError(f"cannot split {len(data)} samples of {len(present)} classes (smallest class: "
+                        f"{int(present.min())}) into stratified train and test parts; add images (at least 2 per class "
+                        f"and {int(np.ceil(len(present) / test_fraction))} in all)")
+    idx = np.arange(len(data))
+    train_idx, test_idx = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=data.labels)
+    return data.subset(np.sort(train_idx), f"train{seed}"), data.subset(np.sort(test_idx), f"test{seed}")
 
 
 # --- digits -----------------------------------------------------------------------------------------------------------

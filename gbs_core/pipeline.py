@@ -21,27 +21,40 @@ from torch import nn
 from gbs_core.activations import Activations, default_layers, extract_activations, list_layers
 from gbs_core.cache import DiskCache
 from gbs_core.data import Dataset
+from gbs_core.zoo.families import (
+    AdaptedModel,
+    AdapterChoice,
+    Family,
+    build_family_model,
+    choose_adapter,
+    classifier_head,
+    fit_to_weights,
+    read_weights,
+    resolve_arch,
+)
 from gbs_core.zoo.registry import (
-    ARCHITECTURES,
-    TORCHVISION_ARCHITECTURES,
-    build_model,
-    build_torchvision_model,
-    load_state_dict_file,
+    MAX_CHECKPOINT_BYTES,
+    CheckpointError,
+    WeightsError,
+    load_state_dict,
     load_zoo_model,
 )
 
-__all__ = ["ModelSpec", "LoadedModel", "load_model", "model_fingerprint", "cached_activations", "ModelSource"]
+__all__ = ["ModelSpec", "LoadedModel", "load_model", "model_fingerprint", "cached_activations", "ModelSource",
+           "AdapterChoice"]
 
-ModelSource = Literal["zoo", "torchvision", "checkpoint"]
+ModelSource = Literal["zoo", "torchvision", "timm", "checkpoint"]
+DIGIT_NAMES = tuple(str(i) for i in range(10))
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """What model to analyse.
 
-    ``source="zoo"``: ``name`` is a bundled model (``list_zoo()``). ``source="torchvision"``: ``name`` is one of
-    ``TORCHVISION_ARCHITECTURES``, randomly initialised with ``seed``. ``source="checkpoint"``: ``name`` is any zoo or
-    torchvision architecture and ``checkpoint`` the path of a state_dict file for it.
+    ``source="zoo"``: ``name`` is a bundled model (``list_zoo()``). ``source="torchvision"`` / ``"timm"``: ``name`` is
+    one of that library's architectures, randomly initialised with ``seed``. ``source="checkpoint"``: ``name`` is an
+    architecture (``resnet56``, ``resnet18``, ``torchvision:NAME``, ``timm:NAME``; see
+    :func:`~gbs_core.zoo.families.resolve_arch`) and ``checkpoint`` the path of a state_dict or ``.safetensors`` file.
     """
 
     source: ModelSource
@@ -53,30 +66,69 @@ class ModelSpec:
     def label(self) -> str:
         if self.source == "zoo":
             return self.name
-        if self.source == "torchvision":
-            return f"{self.name} (random init, seed {self.seed})"
+        if self.source in ("torchvision", "timm"):
+            return f"{self.name} ({self.source}, random init, seed {self.seed})"
         return f"{self.name} ({Path(self.checkpoint or '').name})"
 
 
 @dataclass
 class LoadedModel:
+    """A model ready to analyse: the network behind its input adapter (if any), its weights fingerprint, and what the
+    pages say about it.
+
+    ``head``: the classifier's module name in ``model`` (None without one); ``head_classes``: its number of classes;
+    ``class_names``: the classes it predicts when known (the zoo's digits), else None; ``adapter``: the input adapter
+    in words ("" when the data fits as it is); ``notes``: what a user should know (an unused head, ...).
+    """
+
     spec: ModelSpec
     model: nn.Module
     model_id: str
     test_accuracy: float | None
     n_params: int
+    head: str | None = None
+    head_classes: int | None = None
+    class_names: tuple[str, ...] | None = None
+    adapter: str = ""
+    notes: tuple[str, ...] = ()
+    family: Family = "zoo"
 
     @property
     def label(self) -> str:
         return self.spec.label
 
     def default_layers(self) -> list[str]:
-        return default_layers(self.model)
+        return [n for n in default_layers(self.model) if n != self.head]
+
+    def trainable_for(self, data: Dataset, *, seed: int = 0) -> tuple[nn.Module, str]:
+        """The network to fine-tune on ``data`` and a note: the model itself when its classifier predicts ``data``'s
+        classes, else a copy whose head is replaced by a fresh (seeded) linear layer of ``data``'s classes."""
+        if self.head_fits(data) or self.head is None:
+            return self.model, ""
+        import copy
+
+        model = copy.deepcopy(self.model)
+        parent, _, attr = self.head.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        old = getattr(owner, attr)
+        torch.manual_seed(seed)
+        setattr(owner, attr, nn.Linear(old.in_features, data.n_classes))
+        return model, (f"a new {data.n_classes}-class head {self.head!r} (seed {seed}) replaces the "
+                       f"{self.head_classes}-class one before fine-tuning")
+
+    def head_fits(self, data: Dataset) -> bool:
+        """Whether the classifier's outputs are ``data``'s classes: same number, and the same names where known."""
+        if self.head_classes is None or self.head_classes != data.n_classes:
+            return False
+        return self.class_names is None or tuple(self.class_names) == tuple(data.class_names)
 
 
 def model_fingerprint(model: nn.Module) -> str:
-    """sha256 over the architecture's class name and every parameter and buffer (names, shapes, bytes)."""
+    """sha256 over the architecture's class name, its input adapter (if any) and every parameter and buffer (names,
+    shapes, bytes)."""
     h = hashlib.sha256(type(model).__name__.encode())
+    if isinstance(model, AdaptedModel):
+        h.update(repr(model.adapter).encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
@@ -84,35 +136,80 @@ def model_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()[:24]
 
 
-def load_model(spec: ModelSpec, *, num_classes: int = 10, in_channels: int = 1, input_size: int = 16) -> LoadedModel:
-    """Build the model a spec describes, in eval mode.
+def _wrap(family: Family, net: nn.Module, data_shape: tuple[int, int, int], *, net_channels: int,
+          net_size: int | None, adapter: AdapterChoice, always: bool) -> tuple[nn.Module, str]:
+    chosen = choose_adapter(family, net, data_shape, net_channels=net_channels, net_size=net_size, choice=adapter)
+    if chosen is None and not always:
+        return net, ""
+    from gbs_core.zoo.families import InputAdapter
+
+    chosen = chosen or InputAdapter(net_channels, data_shape[-1])
+    return AdaptedModel(chosen, net), chosen.describe(data_shape)
+
+
+def load_model(spec: ModelSpec, *, data_shape: tuple[int, int, int] = (1, 16, 16), num_classes: int = 10,
+               adapter: AdapterChoice | None = None) -> LoadedModel:
+    """Build the model a spec describes for data of ``data_shape`` (C, H, W) with ``num_classes`` classes, in eval mode.
+
+    A zoo model on other data, and every torchvision or timm network, sits behind an input adapter chosen from the
+    data and the family (``adapter`` overrides it; layer names are then ``net.<name>``). A checkpoint is built with
+    its own head (the file's number of classes): when that differs from ``num_classes`` the head is reported unused
+    and left out of the default layers.
 
     Raises
     ------
     KeyError
         Unknown zoo name.
     ValueError
-        Unknown architecture or source; ``CheckpointError`` (a ValueError) for a checkpoint that does not fit.
+        Unknown architecture or source; ``CheckpointError`` (a ValueError) for a checkpoint that cannot be read or does
+        not fit beyond its head.
     """
-    accuracy = None
+    accuracy, class_names, notes = None, None, []
+    adapter = adapter or AdapterChoice()
+    data_shape = tuple(int(v) for v in data_shape)  # type: ignore[assignment]
     if spec.source == "zoo":
-        model, entry = load_zoo_model(spec.name)
-        accuracy = entry.test_accuracy
-    elif spec.source == "torchvision":
+        net, entry = load_zoo_model(spec.name)
+        accuracy, family, head_classes = entry.test_accuracy, "zoo", entry.num_classes
+        class_names = DIGIT_NAMES if entry.num_classes == 10 else None
+        c, size = entry.input_shape[0], entry.input_shape[-1]
+        model, described = _wrap("zoo", net, data_shape, net_channels=c, net_size=size, adapter=adapter, always=False)
+        if described and accuracy is not None:
+            notes.append(f"its recorded accuracy ({accuracy:.1%}) is on its own training data's held-out split")
+    elif spec.source in ("torchvision", "timm"):
+        family = spec.source
+        resolve_arch(f"{family}:{spec.name}")
         torch.manual_seed(spec.seed)
-        model = build_torchvision_model(spec.name, num_classes=num_classes, in_channels=in_channels)
+        net = build_family_model(family, spec.name, num_classes=num_classes, in_channels=3)
+        head_classes = num_classes
+        model, described = _wrap(family, net, data_shape, net_channels=3, net_size=None, adapter=adapter, always=True)
     elif spec.source == "checkpoint":
         if spec.checkpoint is None:
             raise ValueError("a checkpoint model needs the path of its state_dict file")
-        if spec.name not in ARCHITECTURES and spec.name not in TORCHVISION_ARCHITECTURES:
-            known = ", ".join([*ARCHITECTURES, *TORCHVISION_ARCHITECTURES])
-            raise ValueError(f"unknown architecture {spec.name!r} for the checkpoint; choose one of {known}")
-        model = build_model(spec.name, in_channels=in_channels, num_classes=num_classes, input_size=input_size)
-        load_state_dict_file(spec.checkpoint, model)
+        family, name = resolve_arch(spec.name)
+        try:
+            state = read_weights(spec.checkpoint, max_bytes=MAX_CHECKPOINT_BYTES)
+        except WeightsError as exc:
+            raise CheckpointError(str(exc)) from exc
+        net, _, head_classes = fit_to_weights(family, name, state, num_classes=num_classes, in_channels=data_shape[0],
+                                              input_size=data_shape[-1])
+        load_state_dict(state, net, name=Path(spec.checkpoint).name)
+        first = next((m for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear)), None)
+        c = first.in_channels if isinstance(first, nn.Conv2d) else (3 if family != "zoo" else data_shape[0])
+        fixed = None
+        if family == "zoo" and isinstance(first, nn.Linear):  # an MLP takes one size only
+            fixed = int(round((first.in_features / c) ** 0.5))
+        model, described = _wrap(family, net, data_shape, net_channels=c, net_size=fixed, adapter=adapter,
+                                 always=family != "zoo")
     else:
-        raise ValueError(f"unknown model source {spec.source!r}; choose 'zoo', 'torchvision' or 'checkpoint'")
+        raise ValueError(f"unknown model source {spec.source!r}; choose 'zoo', 'torchvision', 'timm' or 'checkpoint'")
+    head = classifier_head(model)
+    if head is not None and head_classes != num_classes:
+        notes.append(f"its classifier {head!r} has {head_classes} classes and the data {num_classes}: the head is not "
+                     "used (its logits are not analysed) and accuracy is not applicable")
     model.eval()
-    return LoadedModel(spec, model, model_fingerprint(model), accuracy, sum(p.numel() for p in model.parameters()))
+    return LoadedModel(spec, model, model_fingerprint(model), accuracy, sum(p.numel() for p in model.parameters()),
+                       head=head, head_classes=head_classes, class_names=class_names, adapter=described,
+                       notes=tuple(notes), family=family)
 
 
 def _key(model_id: str, data: Dataset, layer: str, pool: bool) -> dict:

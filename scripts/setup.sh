@@ -17,6 +17,9 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
   touch "$stamp"
 fi
+# `import torchvision` (and timm) work in any script run with .venv/bin/python: see scripts/site/gbs_torchvision_hook.py
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+cp scripts/site/gbs_torchvision_hook.py scripts/site/gbs-torchvision-hook.pth "$site/"
 if [ "${1:-}" = dev ] && [ ! -x /usr/bin/chromium ]; then
   echo "==> installing Debian's Chromium for the browser tests"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -672,3 +672,29 @@ def pruning_data(training_data: str, *, curve_samples: int | None = 500, train_s
 
     return PruningData(curve=_take(load(source, "train"), curve_samples), train=_take(load("digits", "train"),
                        train_samples), test=load(source, "test"), augment=augment)  # type: ignore[arg-type]
+
+
+def experiment_data(spec, *, curve_samples: int | None = 500, train_samples: int | None = None, seed: int = 0,
+                    load: Callable[[str, str], Dataset] | None = None) -> PruningData:
+    """:class:`PruningData` of any data source with a training split (a :class:`~gbs_core.sources.DataSpec`): the
+    bundled sources as :func:`pruning_data` gives them; CIFAR's own train and test splits; an image folder's seeded
+    stratified split. Fine-tuning on a user's data uses random shifts of up to two pixels.
+
+    Raises
+    ------
+    DataError
+        Saved activations (no images to train on), or a folder too small to split.
+    """
+    from gbs_core.sources import train_test
+    from gbs_core.zoo.registry import training_data_for_source
+
+    if spec.bundled:
+        return pruning_data(training_data_for_source(spec.kind), curve_samples=curve_samples,
+                            train_samples=train_samples, load=load)
+    train, test = train_test(spec, seed=seed)
+
+    def _take(data: Dataset, n: int | None) -> Dataset:
+        return data.subsample(n, seed=0) if n is not None and n < len(data) else data
+
+    return PruningData(curve=_take(train, curve_samples), train=_take(train, train_samples), test=test,
+                       augment="shift")

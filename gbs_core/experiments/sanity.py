@@ -244,30 +244,40 @@ def run_zoo_sanity_check(
     data: Dataset | None = None,
     cache: DiskCache | None = None,
     progress: Progress | None = None,
+    load: Callable | None = None,
 ) -> SanityResult:
     """The sanity check on bundled zoo models (default: every ``tiny10-s*`` of the digits in noise) with
     ``n_samples`` held-out images (a seeded subsample of the 540-image test split of the data the first model was
     trained on), optionally with conv maps average pooled, on ``layers`` (default: the architecture's default layers,
     which exclude the logits). ``data`` replaces the held-out images (e.g. a copy the caller already holds;
-    ``n_samples`` and ``data_seed`` then subsample it)."""
+    ``n_samples`` and ``data_seed`` then subsample it). ``models`` may also hold
+    :class:`~gbs_core.pipeline.ModelSpec` (torchvision, timm, checkpoints: give ``data`` then) and ``load(spec)``
+    builds each one (default :func:`~gbs_core.pipeline.load_model` shaped for ``data``)."""
     from gbs_core.pipeline import ModelSpec, cached_activations, load_model
     from gbs_core.zoo.registry import evaluation_data, list_zoo, training_data_of
 
     models = list(models) if models is not None else zoo_seed_models("tiny10")
     if len(models) < 2:
         raise ValueError(f"the sanity check needs at least 2 zoo models; got {models}")
+    specs = [m if isinstance(m, ModelSpec) else ModelSpec("zoo", m) for m in models]
+    models = [m if isinstance(m, str) else m.label for m in models]
     if data is None:
         names = {e.name for e in list_zoo(include_checkpoints=True)}
+        if specs[0].source != "zoo":
+            raise ValueError("give the data to compare models that are not in the zoo on")
         if models[0] not in names:
             raise KeyError(f"no zoo model named {models[0]!r}; the zoo has {', '.join(sorted(names))}")
         data = evaluation_data(training_data_of(models[0]))
     if n_samples < len(data):
         data = data.subsample(n_samples, seed=data_seed)
+    if load is None:
+        def load(spec, _shape=tuple(data.input_shape), _classes=data.n_classes):
+            return load_model(spec, data_shape=_shape, num_classes=_classes)
     feats, ids = [], []
-    for i, name in enumerate(models):
+    for i, (name, spec) in enumerate(zip(models, specs, strict=True)):
         if progress is not None:
             progress(0, 1, f"features of {name} ({i + 1}/{len(models)})")
-        loaded = load_model(ModelSpec("zoo", name))
+        loaded = load(spec)
         acts = cached_activations(loaded, data, layers, pool=pool, cache=cache)
         feats.append(acts.features)
         ids.append(f"{loaded.model_id}|{data.dataset_id}|pool={bool(pool)}")

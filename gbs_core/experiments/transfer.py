@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from gbs_core.cache import DiskCache
-from gbs_core.data import Dataset
+from gbs_core.data import Dataset, stratified_split
 from gbs_core.zoo.train import TrainConfig, evaluate, fit
 
 __all__ = ["TRANSFER_SCORES", "TRUTHS", "TransferResult", "penultimate_features", "transfer_scores",
@@ -91,15 +91,6 @@ def transfer_scores(features: np.ndarray, labels: np.ndarray) -> dict[str, float
         "modularity": float(modularity(knn_graph(features, 3), labels)),
         "linear_cka_label": float(linear_cka(features, onehot)),
     }
-
-
-def stratified_split(data: Dataset, test_fraction: float = 0.3, seed: int = 0) -> tuple[Dataset, Dataset]:
-    """A seeded stratified (train, test) split of a user's data set, e.g. an image folder chosen as the target."""
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(data))
-    train_idx, test_idx = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=data.labels)
-    return data.subset(np.sort(train_idx), f"train{seed}"), data.subset(np.sort(test_idx), f"test{seed}")
 
 
 def _probe(train_x, train_y, test_x, test_y, n_classes: int) -> tuple[float, np.ndarray, np.ndarray]:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gbs_core.zoo.architectures import MLP, VGG, CifarResNet, PlainNet, Tiny10
+from gbs_core.zoo.families import AdaptedModel, InputAdapter, WeightsError, read_weights
 
 __all__ = [
     "ARCHITECTURES",
@@ -83,7 +83,7 @@ ARCHITECTURES = {
 TORCHVISION_ARCHITECTURES = ("resnet18", "vgg11_bn", "mobilenet_v3_small")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(WeightsError):
     """A weights file is missing, corrupt, fails its hash check, or does not fit the architecture."""
 
 
@@ -135,13 +135,17 @@ def zoo_dir() -> Path:
 
 
 def build_model(arch: str, *, in_channels: int = 1, num_classes: int = 10, input_size: int = 16) -> nn.Module:
-    """A freshly initialised zoo architecture (``ARCHITECTURES``) or torchvision one (``TORCHVISION_ARCHITECTURES``)."""
-    if arch in ARCHITECTURES:
-        return ARCHITECTURES[arch](in_channels, num_classes, input_size)
-    if arch in TORCHVISION_ARCHITECTURES:
-        return build_torchvision_model(arch, num_classes=num_classes, in_channels=in_channels)
-    known = ", ".join([*ARCHITECTURES, *TORCHVISION_ARCHITECTURES])
-    raise ValueError(f"unknown architecture {arch!r}; choose one of {known}")
+    """A freshly initialised architecture: a zoo one (``ARCHITECTURES``) as it is, a torchvision or timm one
+    (``NAME``, ``torchvision:NAME``, ``timm:NAME``; see :func:`~gbs_core.zoo.families.resolve_arch`) behind an
+    :class:`InputAdapter` that makes ``in_channels`` x ``input_size`` inputs fit it."""
+    from gbs_core.zoo.families import build_family_model, resolve_arch
+
+    family, name = resolve_arch(arch)
+    if family == "zoo":
+        return build_family_model(family, name, num_classes=num_classes, in_channels=in_channels,
+                                  input_size=input_size)
+    net = build_family_model(family, name, num_classes=num_classes, in_channels=3)
+    return AdaptedModel(InputAdapter(3, max(input_size, 32)), net)
 
 
 def file_sha256(path: Path) -> str:
@@ -282,20 +286,6 @@ def load_zoo_model(name: str) -> tuple[nn.Module, ZooEntry]:
     return model.eval(), entry
 
 
-def _unwrap_state_dict(obj) -> dict[str, torch.Tensor]:
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model_state_dict", "model"):
-            if key in obj and isinstance(obj[key], dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(
-            "the file does not hold a state_dict (a mapping of parameter names to tensors); "
-            "save one with torch.save(model.state_dict(), path)"
-        )
-    return {k.removeprefix("module."): v for k, v in obj.items()}
-
-
 def load_state_dict_file(path: str | Path, model: nn.Module) -> nn.Module:
     """Load a state_dict file into ``model`` with ``torch.load(weights_only=True)``.
 
@@ -309,19 +299,16 @@ def load_state_dict_file(path: str | Path, model: nn.Module) -> nn.Module:
         lists the missing, unexpected and mismatched keys.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
-        raise CheckpointError(f"checkpoint {path} is {path.stat().st_size >> 20} MiB; the limit is "
-                              f"{MAX_CHECKPOINT_BYTES >> 20} MiB")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError ... for bad files
-        raise CheckpointError(
-            f"cannot read {path.name} as a weights-only checkpoint ({type(exc).__name__}: {str(exc)[:200]}). "
-            "Only state_dict files are accepted (torch.save(model.state_dict(), path)); whole pickled models are not."
-        ) from exc
-    state = _unwrap_state_dict(raw)
+        state = read_weights(path, max_bytes=MAX_CHECKPOINT_BYTES)
+    except WeightsError as exc:
+        raise CheckpointError(str(exc)) from exc
+    return load_state_dict(state, model, name=path.name)
+
+
+def load_state_dict(state: dict[str, torch.Tensor], model: nn.Module, *, name: str = "the checkpoint") -> nn.Module:
+    """Load a state_dict (as :func:`~gbs_core.zoo.families.read_weights` returns it) into ``model``, strictly; see
+    :func:`load_state_dict_file`."""
     target = model
     if isinstance(model, AdaptedModel) and not any(k.startswith("net.") for k in state):
         target = model.net
@@ -339,7 +326,7 @@ def load_state_dict_file(path: str | Path, model: nn.Module) -> nn.Module:
             return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "") if keys else "none"
 
         raise CheckpointError(
-            f"{path.name} does not fit this architecture. Missing keys: {_fmt(missing)}. "
+            f"{name} does not fit this architecture. Missing keys: {_fmt(missing)}. "
             f"Unexpected keys: {_fmt(unexpected)}. Shape mismatches: {_fmt(mismatched)}. "
             "Choose the architecture the checkpoint was saved from (and the same number of classes)."
         )
@@ -347,54 +334,17 @@ def load_state_dict_file(path: str | Path, model: nn.Module) -> nn.Module:
     return model
 
 
-class InputAdapter(nn.Module):
-    """Make digits-shaped inputs fit an ImageNet-style network: repeat a grey channel to ``channels`` and resize
-    bilinearly to ``size`` x ``size``."""
-
-    def __init__(self, channels: int = 3, size: int = 32):
-        super().__init__()
-        self.channels = channels
-        self.size = size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] != self.channels:
-            if x.shape[1] != 1:
-                raise ValueError(f"cannot adapt {x.shape[1]} input channels to {self.channels}")
-            x = x.expand(-1, self.channels, -1, -1)
-        if x.shape[-2:] != (self.size, self.size):
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        return x
-
-
-class AdaptedModel(nn.Module):
-    """``net(adapter(x))``: a torchvision network behind an :class:`InputAdapter`. Layer names are ``net.<name>``."""
-
-    def __init__(self, adapter: InputAdapter, net: nn.Module):
-        super().__init__()
-        self.adapter = adapter
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.adapter(x))
-
-    def default_layers(self) -> list[str]:
-        from gbs_core.activations import heuristic_default_layers
-
-        return [f"net.{n}" for n in heuristic_default_layers(self.net)]
-
-
 def build_torchvision_model(
     name: str, *, num_classes: int = 10, in_channels: int = 1, size: int = 32, state_dict_path: str | Path | None = None
 ) -> AdaptedModel:
-    """A torchvision architecture, randomly initialised (seeded by the caller) or from a user's state_dict file,
-    behind an :class:`InputAdapter` (grey to RGB, resized to ``size``; 32 keeps every listed network's deepest map at
-    least 1 x 1). Nothing is downloaded: ``weights=None`` always."""
-    from gbs_core._torchvision_fix import import_torchvision
+    """A torchvision architecture (any of ``torchvision.models.list_models``), randomly initialised (seeded by the
+    caller) or from a user's state_dict file, behind an :class:`InputAdapter` (grey to RGB, resized to ``size``; 32
+    keeps every listed network's deepest map at least 1 x 1). Nothing is downloaded: ``weights=None`` always."""
+    from gbs_core.zoo.families import build_family_model, torchvision_names
 
-    if name not in TORCHVISION_ARCHITECTURES:
-        raise ValueError(f"unknown torchvision architecture {name!r}; choose one of {', '.join(TORCHVISION_ARCHITECTURES)}")
-    tv = import_torchvision()
-    net = getattr(tv.models, name)(weights=None, num_classes=num_classes)
+    if name not in torchvision_names():
+        raise ValueError(f"unknown torchvision architecture {name!r}; see torchvision.models.list_models()")
+    net = build_family_model("torchvision", name, num_classes=num_classes)
     model = AdaptedModel(InputAdapter(3, size), net)
     if state_dict_path is not None:
         load_state_dict_file(state_dict_path, model)
