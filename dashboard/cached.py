@@ -37,14 +37,17 @@ from gbs_core.data import (
     load_cifar,
     load_image_folder,
 )
-from gbs_core.pipeline import LoadedModel, ModelSpec
+from gbs_core.pipeline import AdapterChoice, LoadedModel, ModelSpec
 from gbs_core.pipeline import load_model as _core_load_model
+from gbs_core.sources import clamp_samples
 from gbs_core.zoo import list_zoo
 from gbs_core.zoo.registry import TRAINING_DATA
 
 __all__ = [
     "disk_cache",
     "zoo_entries",
+    "sample_count",
+    "model_info",
     "bundled",
     "full_dataset",
     "dataset",
@@ -152,8 +155,20 @@ def full_dataset(source: str, path: str) -> Dataset:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def dataset(source: str, path: str, n: int, seed: int) -> Dataset:
-    """The stratified, seeded subsample of N samples the analyses use."""
-    return full_dataset(source, path).subsample(n, seed=seed)
+    """The stratified, seeded subsample of N samples the analyses use (all samples when the data has fewer)."""
+    return clamp_samples(full_dataset(source, path), n, seed=seed)[0]
+
+
+def sample_count(source: str, path: str, n: int) -> tuple[int, str]:
+    """The N the analyses really use and a note when it is less than asked (("", n) when the data cannot load: the
+    pages report that)."""
+    try:
+        total = len(full_dataset(source, path))
+    except Exception:  # noqa: BLE001 - the pages show the data error
+        return n, ""
+    if n <= total:
+        return n, ""
+    return total, f"N = {n} asked, but the data has {total} samples: all {total} are used."
 
 
 @st.cache_resource(show_spinner="Reading saved activations...", max_entries=2)
@@ -169,22 +184,14 @@ def saved_layers(path: str) -> list[str]:
 
 
 @st.cache_resource(show_spinner="Loading model...", max_entries=8)
-def load_model(spec: ModelSpec, num_classes: int = 10, in_channels: int = 1, input_size: int = 16) -> LoadedModel:
-    return _core_load_model(spec, num_classes=num_classes, in_channels=in_channels, input_size=input_size)
+def load_model(spec: ModelSpec, data_shape: tuple[int, int, int] = (1, 16, 16), num_classes: int = 10,
+               adapter: AdapterChoice | None = None) -> LoadedModel:
+    """The core's ``load_model`` for data of ``data_shape`` with ``num_classes`` classes, memoised."""
+    return _core_load_model(spec, data_shape=tuple(data_shape), num_classes=num_classes, adapter=adapter)
 
 
-def _model_for(spec: ModelSpec, data: Dataset) -> LoadedModel:
-    c, h, _ = data.input_shape
-    if spec.source == "zoo":
-        entry = {e.name: e for e in zoo_entries()}.get(spec.name)
-        if entry is not None and tuple(entry.input_shape) != tuple(data.input_shape):
-            raise DashboardError(
-                f"{spec.name} takes {'x'.join(map(str, entry.input_shape))} images but this data has "
-                f"{'x'.join(map(str, data.input_shape))}: pick a torchvision architecture or a checkpoint for this data, "
-                "or switch the data back to the bundled digits (in noise or plain)."
-            )
-        return load_model(spec)
-    return load_model(spec, data.n_classes, c, h)
+def _model_for(spec: ModelSpec, data: Dataset, adapter: AdapterChoice | None = None) -> LoadedModel:
+    return load_model(spec, tuple(data.input_shape), data.n_classes, adapter)
 
 
 def _geometry_source(source: str, path: str) -> Dataset:
@@ -196,22 +203,35 @@ def _geometry_source(source: str, path: str) -> Dataset:
         return bundled(DEFAULT_SOURCE, "test")
 
 
-def model_for_data(spec: ModelSpec, source: str, path: str) -> LoadedModel:
-    """Load ``spec`` shaped for the workspace's data (channels, image size, classes); raises when it does not fit."""
-    return _model_for(spec, _geometry_source(source, path))
+def model_for_data(spec: ModelSpec, source: str, path: str, adapter: AdapterChoice | None = None) -> LoadedModel:
+    """Load ``spec`` shaped for the workspace's data (channels, image size, classes); raises when it does not load."""
+    return _model_for(spec, _geometry_source(source, path), adapter)
+
+
+def model_info(spec: ModelSpec, source: str, path: str, adapter: AdapterChoice | None = None) -> str:
+    """What the sidebar says about a model on the workspace's data: its input adapter and its notes (e.g. an unused
+    head), in one line ("" when there is nothing to say)."""
+    loaded = model_for_data(spec, source, path, adapter)
+    parts = ([f"input: {loaded.adapter}"] if loaded.adapter else []) + list(loaded.notes)
+    return "; ".join(parts)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def layer_options(spec: ModelSpec, source: str, path: str) -> tuple[list[str], list[str]]:
-    """All selectable layers of a model (depth order) and its default ones."""
+def layer_options(spec: ModelSpec, source: str, path: str, adapter: AdapterChoice | None = None
+                  ) -> tuple[list[str], list[str]]:
+    """All selectable layers of a model (depth order; not a classifier head that does not predict the data's
+    classes) and its default ones."""
     data = _geometry_source(source, path)
-    loaded = _model_for(spec, data)
-    return [info.name for info in list_layers(loaded.model, data.images[:2])], loaded.default_layers()
+    loaded = _model_for(spec, data, adapter)
+    unused = None if loaded.head_fits(data) else loaded.head
+    names = [info.name for info in list_layers(loaded.model, data.images[:2]) if info.name != unused]
+    return names, loaded.default_layers()
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def feature_set(
-    source: str, path: str, n: int, seed: int, spec: ModelSpec | None, layers: tuple[str, ...] | None, pool: bool
+    source: str, path: str, n: int, seed: int, spec: ModelSpec | None, layers: tuple[str, ...] | None, pool: bool,
+    adapter: AdapterChoice | None = None,
 ) -> analysis.FeatureSet:
     """One model's features on the workspace's samples (``spec=None``: the saved activations at ``path``)."""
     if spec is None:
@@ -222,8 +242,8 @@ def feature_set(
             Path(path).name, features, labels, predictions=predictions, class_names=class_names
         )
     data = dataset(source, path, n, seed)
-    loaded = _model_for(spec, data)
-    with _progress(f"Extracting activations of {spec.label} ({n} samples)") as bar:
+    loaded = _model_for(spec, data, adapter)
+    with _progress(f"Extracting activations of {spec.label} ({len(data)} samples)") as bar:
         return analysis.feature_set(loaded, data, layers, pool=pool, cache=disk_cache(), progress=bar)
 
 
@@ -236,7 +256,7 @@ def feature_sets(ws) -> list[analysis.FeatureSet]:
             else "Enter the **Path** of an .npz file in the sidebar."
         )
     d = ws.data
-    return [feature_set(d.source, d.path, d.n, d.seed, m.spec, m.layers, ws.pool) for m in ws.models]
+    return [feature_set(d.source, d.path, d.n, d.seed, m.spec, m.layers, ws.pool, ws.adapter) for m in ws.models]
 
 
 def fs_key(fs: analysis.FeatureSet) -> FsKey:
@@ -370,14 +390,14 @@ def graph_html(fs, layer: str, *, k: int, max_nodes: int = graph_view.MAX_NODES,
 def accuracy(fs) -> tuple[float | None, str]:
     """The model's accuracy and where it was measured: for a zoo model shown on its own training data, the recorded
     accuracy on the whole held-out split; otherwise on the N samples shown (e.g. a plain-digits model on the noisy
-    digits)."""
+    digits) when its classifier predicts the data's classes, else (None, "not applicable: ...")."""
     zoo = {e.name: e for e in zoo_entries()}
     if fs.name in zoo and zoo[fs.name].data in TRAINING_DATA:
         own = bundled_dataset_id(TRAINING_DATA[zoo[fs.name].data].source, "test")
         if fs.dataset_id == own or fs.dataset_id.startswith(own + "/"):
             return zoo[fs.name].test_accuracy, "test split"
     if fs.predictions is None:
-        return None, "no predictions"
+        return None, "not applicable: the model's classifier does not predict this data's classes"
     return float(np.mean(fs.predictions == fs.labels)), f"{fs.n_samples} samples"
 
 

@@ -23,21 +23,24 @@ class DashboardError(ValueError):
 
 
 _HINTS: list[tuple[type[BaseException], re.Pattern, str]] = [
-    (DataError, re.compile(r"asked for \d+ samples"), "Lower **Samples N** in the sidebar."),
     (DataError, re.compile(r""), "Check the data **Source** and **Path** in the sidebar."),
-    (CheckpointError, re.compile(r""), "Pick the architecture the file was saved from, or upload another file."),
+    (CheckpointError, re.compile(r"does not fit this architecture"),
+     "Pick the architecture the file was saved from (a head with another number of classes is fine)."),
+    (CheckpointError, re.compile(r""), "Upload a state_dict or .safetensors file of the chosen architecture."),
     (
         ValueError,
         re.compile(r"neighbours need more than"),
         "Lower **k** under *Graph parameters* in the sidebar (k must be smaller than N and than each batch), or raise N.",
     ),
     (ValueError, re.compile(r"no layers selected"), "Select at least one layer under **Layers** in the sidebar."),
+    (ValueError, re.compile(r"unknown architecture|unknown model family"),
+     "Check the architecture's name (torchvision:NAME or timm:NAME)."),
     (ValueError, re.compile(r"activations file|\.npz|labels"), "Check the **Path** of the saved activations."),
     (
         RuntimeError,
         re.compile(r"shape|size|channels|mat1 and mat2", re.I),
-        "The model does not accept this data's images: use the bundled digits with zoo models, or a torchvision "
-        "architecture for other image sizes.",
+        "The model does not accept this data's images even through the input adapter: set another **Image size** "
+        "under *Input adapter* in the sidebar (a model trained at one size needs that size), or pick other data.",
     ),
     (MemoryError, re.compile(r""), "Lower **Samples N** or select fewer layers."),
 ]

@@ -21,8 +21,9 @@ import streamlit as st
 
 from dashboard import cached, errors
 from gbs_core.data import BUNDLED_SOURCES, DEFAULT_SOURCE, MAX_SAMPLES
-from gbs_core.pipeline import ModelSpec
+from gbs_core.pipeline import AdapterChoice, ModelSpec
 from gbs_core.zoo import TORCHVISION_ARCHITECTURES
+from gbs_core.zoo.families import WEIGHT_SUFFIXES
 from gbs_core.zoo.registry import ARCHITECTURES
 
 __all__ = ["DataChoice", "ModelChoice", "Workspace", "show", "DEFAULT_ZOO_MODEL", "MAX_UPLOAD_MB", "FAVICON", "save_upload"]
@@ -85,6 +86,7 @@ class Workspace:
     k_motifs: int = 5
     pool: bool = False
     image_format: str = "png"
+    adapter: AdapterChoice = field(default_factory=AdapterChoice)
 
     @property
     def labels(self) -> list[str]:
@@ -167,6 +169,9 @@ def _data_widgets() -> DataChoice:
         help="Stratified by class; the graphs and metrics use all N samples.",
     )
     seed = c2.number_input("Seed", 0, 2**31 - 1, **_state("seed", 0), help="Seeds the subsample and the layouts.")
+    _, note = cached.sample_count(source, path, int(n))
+    if note:
+        st.caption(note)
     return DataChoice(source, path, int(n), int(seed))
 
 
@@ -184,7 +189,7 @@ def save_upload(upload) -> Path:
     return path
 
 
-def _add_checkpoint(upload, arch: str, data: DataChoice) -> None:
+def _add_checkpoint(upload, arch: str, data: DataChoice, adapter: AdapterChoice) -> None:
     """Validate an uploaded state_dict and add it to the selection; on failure keep the selection and say why."""
     try:
         path = save_upload(upload)
@@ -193,7 +198,7 @@ def _add_checkpoint(upload, arch: str, data: DataChoice) -> None:
         return
     spec = ModelSpec("checkpoint", arch, checkpoint=str(path))
     try:
-        cached.model_for_data(spec, data.source, data.path)
+        cached.model_for_data(spec, data.source, data.path, adapter)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, none may replace the selection
         st.session_state["ws_upload_error"] = errors.describe(exc)
         return
@@ -203,19 +208,27 @@ def _add_checkpoint(upload, arch: str, data: DataChoice) -> None:
     st.session_state.pop("ws_upload_error", None)
 
 
-def _checkpoint_widgets(data: DataChoice) -> list[ModelSpec]:
-    with st.expander("Your checkpoint (state_dict)"):
-        archs = [*ARCHITECTURES, *TORCHVISION_ARCHITECTURES]
+OTHER_ARCH = "other (torchvision or timm name)"
+
+
+def _checkpoint_widgets(data: DataChoice, adapter: AdapterChoice) -> list[ModelSpec]:
+    with st.expander("Your checkpoint (state_dict or .safetensors)"):
+        archs = [*ARCHITECTURES, *TORCHVISION_ARCHITECTURES, OTHER_ARCH]
         arch = st.selectbox(
-            "Architecture it was saved from", archs, **_state("ckpt_arch", archs[0], share=False, options=archs)
+            "Architecture it was saved from", archs, **_state("ckpt_arch", archs[0], share=False, options=archs),
+            help="Zoo architectures, a few torchvision ones, or any other: a head with another number of classes "
+            "than the data is fine (it is kept but not analysed).",
         )
+        if arch == OTHER_ARCH:
+            arch = st.text_input("Architecture", placeholder="timm:resnet10t or torchvision:resnet50",
+                                 **_state("ckpt_arch_name", "", share=False)).strip()
         upload = st.file_uploader(
-            f"state_dict file (.pt/.pth, at most {MAX_UPLOAD_MB} MiB)",
-            type=["pt", "pth", "bin", "ckpt"],
+            f"Weights file ({', '.join(WEIGHT_SUFFIXES)}; at most {MAX_UPLOAD_MB} MiB)",
+            type=[s.lstrip(".") for s in WEIGHT_SUFFIXES],
             key="ckpt_file",
         )
-        if st.button("Add checkpoint", key="ckpt_add", disabled=upload is None) and upload is not None:
-            _add_checkpoint(upload, arch, data)
+        if st.button("Add checkpoint", key="ckpt_add", disabled=upload is None or not arch) and upload is not None:
+            _add_checkpoint(upload, arch, data, adapter)
         if "ws_upload_error" in st.session_state:
             st.error(f"Checkpoint not added: {st.session_state['ws_upload_error']}")
         specs = st.session_state.setdefault(_CHECKPOINTS, [])
@@ -226,7 +239,28 @@ def _checkpoint_widgets(data: DataChoice) -> list[ModelSpec]:
     return list(st.session_state.get(_CHECKPOINTS, []))
 
 
-def _model_widgets(data: DataChoice) -> list[ModelSpec]:
+def _other_architectures(text: str, seed: int) -> list[ModelSpec]:
+    """Specs of the comma-separated ``torchvision:NAME`` / ``timm:NAME`` / ``NAME`` of the sidebar's text box; an
+    unknown name is shown in the sidebar and left out."""
+    from gbs_core.zoo.families import resolve_arch
+
+    specs = []
+    for item in (v.strip() for v in text.split(",")):
+        if not item:
+            continue
+        try:
+            family, name = resolve_arch(item)
+        except ValueError as exc:
+            st.error(str(exc))
+            continue
+        if family == "zoo":
+            st.error(f"{item!r} is a zoo architecture: pick its trained models under **From the zoo**.")
+            continue
+        specs.append(ModelSpec(family, name, seed=seed))
+    return specs
+
+
+def _model_widgets(data: DataChoice, adapter: AdapterChoice) -> list[ModelSpec]:
     st.subheader("Models")
     zoo = {e.name: e for e in cached.zoo_entries()}
     picked = st.multiselect(
@@ -239,18 +273,47 @@ def _model_widgets(data: DataChoice) -> list[ModelSpec]:
     )
     archs = list(TORCHVISION_ARCHITECTURES)
     tv = st.multiselect("Torchvision architectures (random init, seeded)", archs, **_state("tv", [], options=archs))
+    other = st.text_input("Other architectures (random init)", placeholder="timm:resnet10t, torchvision:resnet50",
+                          help="Comma-separated torchvision or timm names (torchvision.models.list_models(), "
+                          "timm.list_models()); randomly initialised with the data seed. Nothing is downloaded.",
+                          **_state("arch", "")).strip()
     specs = [ModelSpec("zoo", n) for n in picked] + [ModelSpec("torchvision", n, seed=data.seed) for n in tv]
-    return specs + _checkpoint_widgets(data)
+    return specs + _other_architectures(other, data.seed) + _checkpoint_widgets(data, adapter)
 
 
-def _layer_widgets(specs: list[ModelSpec], data: DataChoice) -> list[ModelChoice]:
+def _model_notes(specs: list[ModelSpec], data: DataChoice, adapter: AdapterChoice) -> None:
+    """One caption per model: its input adapter and anything to know (an unused head); errors are left to the pages."""
+    for spec in specs:
+        try:
+            info = cached.model_info(spec, data.source, data.path, adapter)
+        except Exception:  # noqa: BLE001 - the page names the problem where the analysis is
+            continue
+        if info:
+            st.caption(f"**{spec.label}**: {info}")
+
+
+def _adapter_widgets() -> AdapterChoice:
+    with st.expander("Input adapter", expanded=False):
+        st.caption("How images reach each model: channels are matched (grey repeated to RGB, RGB averaged to grey), "
+                   "images resized and normalised as the model's family expects. Shown under **Models**.")
+        size = st.number_input("Image size (0: automatic)", 0, 1024, step=8, **_state("in_size", 0),
+                               help="Automatic: a zoo model's own size; the data's size (at least 32) for "
+                               "torchvision and timm models.")
+        norm = st.radio("Normalisation", ["auto", "none", "imagenet"], horizontal=True,
+                        format_func={"auto": "family's", "none": "none", "imagenet": "ImageNet"}.get,
+                        **_state("norm", "auto", options=["auto", "none", "imagenet"]))
+    return AdapterChoice(size=int(size) if size and size >= 4 else None, normalise=norm)
+
+
+def _layer_widgets(specs: list[ModelSpec], data: DataChoice, adapter: AdapterChoice) -> list[ModelChoice]:
     choices = []
     with st.expander("Layers", expanded=False):
         for spec in specs:
             try:
-                options, defaults = cached.layer_options(spec, data.source, data.path)
-            except Exception as exc:  # noqa: BLE001 - shown here; the pages report it again with the data
+                options, defaults = cached.layer_options(spec, data.source, data.path, adapter)
+            except Exception as exc:  # noqa: BLE001 - shown here; the pages report it again where the analysis is
                 st.error(f"{spec.label}: {errors.describe(exc)}")
+                choices.append(ModelChoice(spec, spec.label))  # kept: the page says what to change
                 continue
             layers = st.multiselect(
                 spec.label,
@@ -283,8 +346,10 @@ def show() -> Workspace:
             st.caption("Saved activations carry their own layers; no model is run.")
             models = _saved_layer_widgets(data)
         else:
-            specs = _model_widgets(data)
-            models = _layer_widgets(specs, data)
+            adapter = _adapter_widgets()
+            specs = _model_widgets(data, adapter)
+            _model_notes(specs, data, adapter)
+            models = _layer_widgets(specs, data, adapter)
         st.subheader("Graph parameters")
         c1, c2 = st.columns(2)
         kq = c1.number_input(
@@ -313,4 +378,6 @@ def show() -> Workspace:
             **_state("img", "png", share=False, options=["png", "svg"]),
         )
     _write_url()
-    return Workspace(data, tuple(models), int(kq), int(km), bool(pool), str(fmt))
+    if data.source == "npz":
+        adapter = AdapterChoice()
+    return Workspace(data, tuple(models), int(kq), int(km), bool(pool), str(fmt), adapter)

@@ -5,6 +5,8 @@ import streamlit as st
 from dashboard import errors, experiments, widgets, workspace
 from gbs_core import figures
 from gbs_core.experiments.transfer import TRANSFER_SCORES, default_sources
+from gbs_core.pipeline import ModelSpec
+from gbs_core.sources import DataSpec
 
 st.set_page_config(page_title="Transfer · GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
 ws = workspace.show()
@@ -17,19 +19,22 @@ st.caption(
     "which score ranks the sources as the truth does (the GBS paper's transferability claim). The zoo's epoch-0 "
     "checkpoints are randomly initialised networks: the floor."
 )
-all_sources = default_sources()
-picked = st.multiselect("Source models", all_sources, key="transfer_sources",
+own = {m.label: m.spec for m in ws.models if m.spec is not None}
+all_sources = {**own, **{s: ModelSpec("zoo", s) for s in default_sources() if s not in own}}
+picked = st.multiselect("Source models (the zoo's and the sidebar's)", list(all_sources), key="transfer_sources",
                         default=["tiny10-s0", "tiny10-s0-digits", "resnet20", "resnet20-digits", "mlp8",
                                  "tiny10-s0-ep0", "resnet20-ep0"])
 c0, c1, c2 = st.columns([2, 1, 1])
 targets = {"digits": "plain digits", "digits-noise": "digits in noise", "image_folder": "an image folder"}
+if ws.data.source in ("image_folder", "cifar10", "cifar100") and ws.data.path:
+    targets["sidebar"] = f"the sidebar's data ({ws.data.source})"
 target = c0.radio("Target task", list(targets), format_func=targets.get, horizontal=True, key="transfer_target")
 epochs = c1.number_input("Fine-tune epochs (0: probe only)", 0, 10, 1, key="transfer_epochs")
 n_scores = c2.number_input("Images for the scores", 50, 1257, 500, 50, key="transfer_n")
 folder = ""
 if target == "image_folder":
-    folder = st.text_input("Folder on this machine (one sub-folder per class; images become 16x16 grey, split "
-                           "70/30 by class)", key="transfer_folder").strip()
+    folder = st.text_input("Folder on this machine (one sub-folder per class; split 70/30 by class; each model "
+                           "sees the images through the sidebar's input adapter)", key="transfer_folder").strip()
     if not folder:
         st.info("Enter the path of an image folder.")
         st.stop()
@@ -38,8 +43,10 @@ if len(picked) < 3:
     st.stop()
 
 with errors.guard("measure transferability"):
-    res = experiments.as_transfer(experiments.transfer(tuple(picked), target, folder, finetune_epochs=int(epochs),
-                                                       score_samples=int(n_scores)))
+    spec = (experiments.data_for(ws) if target == "sidebar" else
+            DataSpec("folder", folder) if target == "image_folder" else DataSpec(target))
+    res = experiments.as_transfer(experiments.transfer(tuple(all_sources[p] for p in picked), spec, ws.adapter,
+                                                       finetune_epochs=int(epochs), score_samples=int(n_scores)))
 table = res.table()
 corr = res.correlations()
 score = st.selectbox("Score on the x axis", list(TRANSFER_SCORES), format_func=TRANSFER_SCORES.get,

@@ -13,12 +13,16 @@ st.caption(
     "Layers whose modularity gain dQ is below the threshold are flagged (Modularity page), or, with the GBS "
     "criterion, layers whose dense GBS similarity to the previous layer is above it. A flagged unit is removed "
     "when the network still fits without it (a residual block with an identity shortcut, a conv or linear block of "
-    "equal width); the others are listed with the reason. The pruned model is fine-tuned on the training split of "
-    "the data the model was trained on (for the digits in noise, freshly transformed each epoch) and tested on its "
-    "held-out split. **Control:** as many removable units that were *not* flagged, drawn "
+    "equal width); the others are listed with the reason. The pruned model is fine-tuned on the training split "
+    "(for a zoo model on the bundled data, the data it was trained on, the digits in noise freshly transformed each "
+    "epoch; for your own data, CIFAR's split or a folder's seeded 70/30 split) and tested on the held-out part; a "
+    "head that does not predict the data's classes is replaced by a fresh one first. **Control:** as many removable units that were *not* flagged, drawn "
     "at random per seed and fine-tuned identically. The criterion's curve is computed on training images."
 )
 spec = widgets.model_picker(ws, key="prune_model", verb="pruned")
+with errors.guard("choose the data"):
+    data = experiments.data_for(ws, spec)
+st.caption(f"Data: {experiments.data_caption(data)}.")
 
 criterion = st.radio("Criterion", list(CRITERIA), format_func=lambda c: f"{c}: {CRITERIA[c]}", horizontal=True,
                      key="prune_criterion")
@@ -40,22 +44,27 @@ else:
 epochs = c2.number_input("Fine-tuning epochs", 0, 100, 10, key="prune_epochs")
 lr = c2.number_input("Learning rate", 0.0001, 1.0, 0.01, format="%.4f", key="prune_lr")
 n_controls = c3.number_input("Control seeds", 0, 10, 3, key="prune_controls")
-train_n = c3.number_input("Training images (max 1257)", 50, 1257, 1257, key="prune_train_n")
-curve_n = c4.number_input("Images for the curve", 50, 1257, 500, key="prune_curve_n")
+train_n = c3.number_input("Training images (0: all)", 0, 50_000, 0, 50, key="prune_train_n")
+curve_n = c4.number_input("Images for the curve", 20, 5000, 500, key="prune_curve_n")
 
 params = dict(criterion=criterion, threshold=threshold, epochs=int(epochs), lr=float(lr), control_seeds=tuple(range(int(n_controls))),
-              curve_samples=int(curve_n), train_samples=None if train_n >= 1257 else int(train_n), k=ws.k_modularity)
+              curve_samples=int(curve_n), train_samples=int(train_n) or None, k=ws.k_modularity)
 with errors.guard("prune the model"):
-    result = experiments.pruning(spec, **params, run=False)
+    result = experiments.pruning(spec, data, ws.adapter, **params, run=False)
     if result is None:
         st.info("This run is not in the cache yet. Fine-tuning takes a while (ResNet-56: about 2 s per epoch per "
                 "model on 2 CPU cores).", icon=":material/schedule:")
         if not st.button("Run pruning", key="prune_run", type="primary"):
             st.stop()
-        result = experiments.pruning(spec, **params, run=True)
+        result = experiments.pruning(spec, data, ws.adapter, **params, run=True)
 res = experiments.as_pruning(result)
 
 plan = res.plan
+if res.settings.get("head"):
+    st.caption(f"Head: {res.settings['head']}.")
+if not plan.to_remove and not plan.control_pool:
+    st.warning(f"{res.model_label} has no removable unit among its analysed layers: every one changes the shape of "
+               "what flows through it (see the reasons below), so nothing can be cut out without retraining.")
 st.subheader("What the rule flags")
 a, b, c = st.columns(3)
 sign = "dQ <" if plan.criterion == "modularity" else "GBS to previous >"

@@ -6,6 +6,7 @@ import streamlit as st
 from dashboard import errors, experiments, widgets, workspace
 from gbs_core import figures
 from gbs_core.experiments.sanity import SANITY_METRICS, zoo_seed_models
+from gbs_core.pipeline import ModelSpec
 
 st.set_page_config(page_title="Sanity check · GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
 ws = workspace.show()
@@ -21,11 +22,21 @@ st.caption(
 families = {"tiny10": "Tiny-10, 1x width", "tiny10x2": "Tiny-10, 2x width", "tiny10x4": "Tiny-10, 4x width"}
 families = {f: label for f, label in families.items() if len(zoo_seed_models(f)) >= 2}
 labels = {m.key: m.label for m in SANITY_METRICS}
+own = {m.label: m.spec for m in ws.models if m.spec is not None}
+SIDEBAR = "the sidebar's models"
 c0, c1, c2 = st.columns([1, 2, 1])
-family = c0.selectbox("Family", list(families), format_func=families.get, key="sanity_family")
-seeds = zoo_seed_models(family)
-models = c1.multiselect("Networks", seeds, default=seeds[:4], key=f"sanity_models_{family}")
-n = c2.number_input("Samples N (held-out images, max 540)", 20, 540, 200, 10, key="sanity_n")
+family = c0.selectbox("Family", [*families, *([SIDEBAR] if len(own) >= 2 else [])],
+                      format_func=lambda f: families.get(f, f), key="sanity_family",
+                      help="A zoo family, or (with two or more models in the sidebar, e.g. your checkpoints of one "
+                      "architecture from different seeds) the sidebar's models.")
+if family == SIDEBAR:
+    models = c1.multiselect("Networks", list(own), default=list(own), key="sanity_models_sidebar")
+    specs = tuple(own[m] for m in models)
+else:
+    seeds = zoo_seed_models(family)
+    models = c1.multiselect("Networks", seeds, default=seeds[:4], key=f"sanity_models_{family}")
+    specs = tuple(ModelSpec("zoo", m) for m in models)
+n = c2.number_input("Samples N (held-out images)", 20, 5000, 200, 10, key="sanity_n")
 metrics = st.multiselect("Indices", list(labels), default=["linear_cka", "rbf_cka_0.4", "gbs_dense", "gbs_knn"],
                          format_func=labels.get, key="sanity_metrics",
                          help="The CCA family costs most (an SVD per layer, one per pair of layers).")
@@ -34,7 +45,9 @@ if len(models) < 2 or not metrics:
     st.stop()
 
 with errors.guard("run the sanity check"):
-    res = experiments.as_sanity(experiments.sanity(tuple(models), n_samples=int(n), pool=ws.pool,
+    data = experiments.data_for(ws, specs[0])
+    st.caption(f"Data: {experiments.data_caption(data)}.")
+    res = experiments.as_sanity(experiments.sanity(specs, data, ws.adapter, n_samples=int(n), pool=ws.pool,
                                                    metrics=tuple(metrics)))
 table = res.table()
 widgets.chart(figures.sanity_bar_figure(table), table, name="sanity_check", key="sanity", image_format=ws.image_format)

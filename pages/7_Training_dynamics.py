@@ -12,13 +12,16 @@ from gbs_core.experiments.dynamics import (
     zoo_dynamics_plan,
 )
 from gbs_core.metrics.modularity import modularity_difference
-from gbs_core.zoo.registry import ARCHITECTURES
+from gbs_core.pipeline import ModelSpec
+from gbs_core.zoo.families import WEIGHT_SUFFIXES
+from gbs_core.zoo.registry import ARCHITECTURES, TORCHVISION_ARCHITECTURES
 
 st.set_page_config(page_title="Training dynamics · GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
 ws = workspace.show()
 st.title("Modularity over training")
 st.caption(
-    "Each layer's metrics at every saved checkpoint of one network, on held-out images of its training data: "
+    "Each layer's metrics at every saved checkpoint of one network, on held-out images (of a zoo model's training "
+    "data, or of your own data in the sidebar): "
     f"modularity Q of the kNN graph (k = {ws.k_modularity}), the same-class triangle fraction (k = "
     f"{ws.k_motifs}) and linear CKA to the last checkpoint's same layer. The modularity paper finds Q of shallow "
     "layers nearly flat over training while Q of deep layers grows with accuracy. Uses the sidebar's k and pooling; "
@@ -28,22 +31,29 @@ OWN = "your checkpoint files"
 c0, c1 = st.columns([2, 1])
 model = c0.selectbox("Network", [*models_with_checkpoints(), OWN], key="dyn_model",
                      help="Zoo models that kept checkpoints at epochs 0 (initialisation), 1, 2, 4, 8, 16, 32 and the end.")
-n = c1.number_input("Samples N (held-out images, max 540)", 20, 540, 300, 20, key="dyn_n")
+n = c1.number_input("Samples N (held-out images)", 20, 5000, 300, 20, key="dyn_n")
 files: tuple[str, ...] = ()
 if model == OWN:
-    arch = st.selectbox("Architecture the files were saved from", list(ARCHITECTURES), key="dyn_arch")
-    uploads = st.file_uploader(f"state_dict files in training order (at most {workspace.MAX_UPLOAD_MB} MiB each; "
-                               "the number after 'ep' in a name is its epoch)", type=["pt", "pth", "bin", "ckpt"],
-                               accept_multiple_files=True, key="dyn_files")
-    if len(uploads or []) < 2:
-        st.info("Upload at least two checkpoints of one architecture.")
+    archs = [*ARCHITECTURES, *TORCHVISION_ARCHITECTURES, workspace.OTHER_ARCH]
+    arch = st.selectbox("Architecture the files were saved from", archs, key="dyn_arch")
+    if arch == workspace.OTHER_ARCH:
+        arch = st.text_input("Architecture", placeholder="timm:resnet10t or torchvision:resnet50",
+                             key="dyn_arch_name").strip()
+    uploads = st.file_uploader(f"Weights files in training order (at most {workspace.MAX_UPLOAD_MB} MiB each; "
+                               "the number after 'ep' in a name is its epoch)",
+                               type=[s.lstrip(".") for s in WEIGHT_SUFFIXES], accept_multiple_files=True,
+                               key="dyn_files")
+    if len(uploads or []) < 2 or not arch:
+        st.info("Name the architecture and upload at least two checkpoints of it.")
         st.stop()
     with errors.guard("read the checkpoint files"):
         files = tuple(str(workspace.save_upload(u)) for u in uploads)
     model = arch
 
 with errors.guard("compute the training dynamics"):
-    res = experiments.as_dynamics(experiments.dynamics(model, files, n_samples=int(n), pool=ws.pool,
+    data = experiments.data_for(ws, ModelSpec("checkpoint", model) if files else ModelSpec("zoo", model))
+    st.caption(f"Data: {experiments.data_caption(data)}.")
+    res = experiments.as_dynamics(experiments.dynamics(model, files, data, ws.adapter, n_samples=int(n), pool=ws.pool,
                                                        k=ws.k_modularity, motif_k=ws.k_motifs))
 table = res.table()
 metric = st.radio("Metric", list(DYNAMICS_METRICS), format_func=DYNAMICS_METRICS.get, horizontal=True, key="dyn_metric")
@@ -70,7 +80,8 @@ i = res.checkpoints.index(pick)
 D = modularity_difference(res.matrix("q")[i])
 plan = files_dynamics_plan(model, files) if files else zoo_dynamics_plan(model)
 with errors.guard("compute CKA of this checkpoint"):
-    cka = experiments.clean_similarity(plan.checkpoints[i].spec, model, int(n), ws.pool, tuple(res.layers))
+    cka = experiments.clean_similarity(plan.checkpoints[i].spec, data, ws.adapter, int(n), ws.pool,
+                                       tuple(res.layers))
 left, right = st.columns(2)
 with left:
     widgets.chart(figures.layer_difference_heatmap(D, res.layers, title=f"|Q_i - Q_j|: {pick}"),

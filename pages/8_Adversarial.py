@@ -11,14 +11,17 @@ st.set_page_config(page_title="Adversarial · GBS Explorer", page_icon=workspace
 ws = workspace.show()
 st.title("Modularity under adversarial attack")
 st.caption(
-    "Held-out images of the model's training data are attacked against the model (Adversarial Robustness Toolbox; "
+    "Held-out images (of a zoo model's training data, or of your own data in the sidebar) are attacked against the model (Adversarial Robustness Toolbox; "
     "images in [0, 1], FGSM and PGD with an L-inf budget eps, Carlini-Wagner L2, one-pixel), and each layer's kNN "
     f"graph (k = {ws.k_modularity}) is scored with the true classes as communities. The modularity paper finds the "
     "curves of attacked inputs far below the clean one. Uses the sidebar's models, k and pooling."
 )
 c0, c1 = st.columns([2, 1])
 spec = widgets.model_picker(ws, key="adv_model", verb="attacked", container=c0)
-n = c1.number_input("Samples N (held-out images, max 540)", 20, 540, 200, 20, key="adv_n")
+n = c1.number_input("Samples N (held-out images)", 20, 5000, 200, 20, key="adv_n")
+with errors.guard("choose the data"):
+    data = experiments.data_for(ws, spec)
+st.caption(f"Data: {experiments.data_caption(data)}.")
 
 a, b, c, d = st.columns(4)
 kinds = a.multiselect("Attacks", list(ATTACKS), default=["fgsm", "pgd"], format_func=lambda k: ATTACKS[k].label,
@@ -42,14 +45,16 @@ if not attacks:
 key = tuple((s.kind, float(s.strength)) for s in attacks)
 slow = any(s.kind in ("cw", "one-pixel") for s in attacks)
 with errors.guard("attack the model"):
-    result = experiments.adversarial(spec, key, n_samples=int(n), pool=ws.pool, k=ws.k_modularity, run=not slow)
+    result = experiments.adversarial(spec, data, ws.adapter, key, n_samples=int(n), pool=ws.pool, k=ws.k_modularity,
+                                     run=not slow)
     if result is None:
         st.info(f"{sum(s.kind in ('cw', 'one-pixel') for s in attacks)} slow attack(s) on {int(n)} images are not "
                 "in the cache yet: several minutes on 2 CPU cores, with progress; finished chunks are kept.",
                 icon=":material/schedule:")
         if not st.button("Run the attacks", key="adv_run", type="primary"):
             st.stop()
-        result = experiments.adversarial(spec, key, n_samples=int(n), pool=ws.pool, k=ws.k_modularity, run=True)
+        result = experiments.adversarial(spec, data, ws.adapter, key, n_samples=int(n), pool=ws.pool,
+                                         k=ws.k_modularity, run=True)
 res = experiments.as_adversarial(result)
 curves = res.curves_table()
 widgets.chart(figures.adversarial_curves(curves, title=f"Modularity of clean and attacked inputs: {res.model}"),
@@ -66,7 +71,7 @@ st.subheader("How far apart are the layers?")
 row = st.selectbox("Input set", res.attacks, key="adv_diff_row")
 D = res.difference(res.attacks.index(row))
 with errors.guard("compute CKA of the clean inputs"):
-    cka = experiments.clean_similarity(spec, spec.name, int(n), ws.pool, tuple(res.layers))
+    cka = experiments.clean_similarity(spec, data, ws.adapter, int(n), ws.pool, tuple(res.layers))
 left, right = st.columns(2)
 with left:
     widgets.chart(figures.layer_difference_heatmap(D, res.layers, title=f"|Q_i - Q_j|: {row}"),

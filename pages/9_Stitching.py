@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import cached, errors, experiments, widgets, workspace
+from dashboard import errors, experiments, widgets, workspace
 from gbs_core import figures
 from gbs_core.experiments.stitching import STITCH_INDICES
 
@@ -14,12 +14,14 @@ st.caption(
     "started from the least-squares fit and trained alone) feeds its output to network B from the same depth on, and "
     "the stitched network is tested on held-out images. The GBS paper says the same-class triangle fraction of A's "
     "layer tells whether another model can classify that representation; the rank correlation below checks it "
-    "against CKA and GBS of the two layers. Trained on the training split of A's data."
+    "against CKA and GBS of the two layers. Trained on the training split of A's data (a zoo model's own, or your data "
+    "in the sidebar); network B's head must classify that data. The sidebar's models are offered beside the zoo."
 )
-zoo = [e.name for e in cached.zoo_entries()]
+models = experiments.experiment_models(ws)
+names = list(models)
 c0, c1, c2, c3 = st.columns([2, 2, 1, 1])
-a = c0.selectbox("Network A (bottom)", zoo, index=zoo.index("tiny10-s0"), key="stitch_a")
-b = c1.selectbox("Network B (top)", zoo, index=zoo.index("tiny10-s1"), key="stitch_b")
+a = c0.selectbox("Network A (bottom)", names, index=names.index("tiny10-s0"), key="stitch_a")
+b = c1.selectbox("Network B (top)", names, index=names.index("tiny10-s1"), key="stitch_b")
 epochs = c2.number_input("Epochs per stitch", 0, 10, 1, key="stitch_epochs",
                          help="0 keeps the closed-form (least-squares) stitch.")
 lr = c3.number_input("Learning rate", 0.0001, 0.1, 0.005, format="%.4f", key="stitch_lr")
@@ -27,13 +29,15 @@ all_pairs = st.toggle("Every layer of A x every layer of B (otherwise the matche
 
 params = dict(all_pairs=all_pairs, epochs=int(epochs), lr=float(lr))
 with errors.guard("stitch the networks"):
-    result = experiments.stitching(a, b, **params, run=False)
+    data = experiments.data_for(ws, models[a])
+    st.caption(f"Data: {experiments.data_caption(data)}.")
+    result = experiments.stitching(models[a], models[b], data, ws.adapter, **params, run=False)
     if result is None:
         st.info("These stitches are not in the cache yet: each pair trains its stitch for the chosen epochs (Tiny-10: "
                 "a few seconds per pair and epoch on 2 CPU cores).", icon=":material/schedule:")
         if not st.button("Train the stitches", key="stitch_run", type="primary"):
             st.stop()
-        result = experiments.stitching(a, b, **params, run=True)
+        result = experiments.stitching(models[a], models[b], data, ws.adapter, **params, run=True)
 res = experiments.as_stitching(result)
 pairs = res.pairs_table()
 if pairs.empty:

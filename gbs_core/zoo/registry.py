@@ -328,7 +328,7 @@ def load_state_dict(state: dict[str, torch.Tensor], model: nn.Module, *, name: s
         raise CheckpointError(
             f"{name} does not fit this architecture. Missing keys: {_fmt(missing)}. "
             f"Unexpected keys: {_fmt(unexpected)}. Shape mismatches: {_fmt(mismatched)}. "
-            "Choose the architecture the checkpoint was saved from (and the same number of classes)."
+            "Choose the architecture the checkpoint was saved from (its classifier head may have any number of classes)."
         )
     target.load_state_dict(state)
     return model
