@@ -4,7 +4,9 @@ For every page: wait until the script has finished, check that the plotly charts
 iframe drew its canvas, that no error or exception box is shown, and that no request left 127.0.0.1; save a
 screenshot to ``artifacts/screenshots/``. Per page: the home page's cards, navigation ("Home" first) and links to
 every page; the graph's download is a self-contained file; Pruning offers to start a run; Sanity check shows its
-tables; Training dynamics shows ResNet-20's epochs; Adversarial shows the clean curve and four attacked ones. Requires ``/usr/bin/chromium`` (``scripts/setup.sh dev`` installs it;
+tables; Training dynamics shows ResNet-20's epochs; Adversarial shows the clean curve and four attacked ones. A second test
+uploads a torchvision resnet18 state_dict (its 1000-class ImageNet head) through the sidebar, on an image folder of
+36 images, and checks its card. Requires ``/usr/bin/chromium`` (``scripts/setup.sh dev`` installs it;
 never ``playwright install``).
 """
 
@@ -271,5 +273,41 @@ def test_every_page_renders_offline_without_errors(server, browser):
             check_page(page, name)
         assert off_machine == [], f"requests left the machine: {off_machine[:5]}"
         assert page_errors == [], page_errors
+    finally:
+        context.close()
+
+
+def test_uploading_a_torchvision_checkpoint_analyses_an_image_folder(server, browser, byo):
+    """A researcher's own checkpoint and data: the resnet18 state_dict joins the selection (head unused, accuracy
+    n/a), N = 500 is clamped to the folder's 36 images, and the Modularity page draws its 9 layers."""
+    context = browser.new_context(viewport={"width": 1500, "height": 2000})
+    context.route("**/*", lambda route: route.continue_() if urlparse(route.request.url).scheme in LOCAL_SCHEMES
+                  or urlparse(route.request.url).hostname == "127.0.0.1" else route.abort())
+    page = context.new_page()
+    try:
+        page.goto(f"{server}/?data=image_folder&path={byo / 'folder'}&zoo=", wait_until="domcontentloaded")
+        wait_rendered(page, 0, 0)
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        sidebar.get_by_text("Your checkpoint (state_dict or .safetensors)").click()
+        sidebar.get_by_label("Architecture it was saved from").click()
+        page.get_by_role("option", name="resnet18", exact=True).click()
+        sidebar.locator('input[type="file"]').set_input_files(str(byo / "resnet18.pth"))
+        add = sidebar.get_by_role("button", name="Add checkpoint")
+        page.wait_for_function("b => !b.disabled", arg=add.element_handle(), timeout=120_000)
+        add.click()
+        page.get_by_text("Layers analysed").wait_for(timeout=240_000)
+        wait_rendered(page, 0, 0)
+        metrics = page.locator('[data-testid="stMetric"]').all_inner_texts()
+        assert any(m.startswith("Layers analysed") and m.endswith("9") for m in metrics), metrics
+        assert any("not applicable" in m and m.endswith("n/a") for m in metrics), metrics
+        side = sidebar.inner_text()
+        assert "all 36 are used" in side and "1000 classes" in side and "resized to 32x32" in side, side[-2000:]
+        page.screenshot(path=str(SHOTS / "own_checkpoint_home.png"), full_page=True)
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Modularity").click()
+        wait_rendered(page, 1, 0)
+        ticks = page.locator(".js-plotly-plot").first.locator(".xtick text").evaluate_all(SVG_TEXTS)
+        assert len(ticks) >= 1
+        assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+        page.screenshot(path=str(SHOTS / "own_checkpoint_modularity.png"), full_page=True)
     finally:
         context.close()

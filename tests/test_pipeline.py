@@ -44,5 +44,5 @@ def test_checkpoint_and_torchvision_specs(tmp_path):
     assert tv1.model_id == tv2.model_id
     with pytest.raises(ValueError, match="unknown model source"):
         load_model(ModelSpec("hub", "x"))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="unknown architecture 'nope' for the checkpoint"):
+    with pytest.raises(ValueError, match="unknown architecture 'nope'"):
         load_model(ModelSpec("checkpoint", "nope", checkpoint=str(path)))
