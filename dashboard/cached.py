@@ -397,7 +397,7 @@ def accuracy(fs) -> tuple[float | None, str]:
         if fs.dataset_id == own or fs.dataset_id.startswith(own + "/"):
             return zoo[fs.name].test_accuracy, "test split"
     if fs.predictions is None:
-        return None, "not applicable: the model's classifier does not predict this data's classes"
+        return None, "not applicable: its head predicts other classes"
     return float(np.mean(fs.predictions == fs.labels)), f"{fs.n_samples} samples"
 
 

@@ -169,10 +169,10 @@ def _data_widgets() -> DataChoice:
         help="Stratified by class; the graphs and metrics use all N samples.",
     )
     seed = c2.number_input("Seed", 0, 2**31 - 1, **_state("seed", 0), help="Seeds the subsample and the layouts.")
-    _, note = cached.sample_count(source, path, int(n))
+    used, note = cached.sample_count(source, path, int(n))
     if note:
         st.caption(note)
-    return DataChoice(source, path, int(n), int(seed))
+    return DataChoice(source, path, int(used), int(seed))
 
 
 def save_upload(upload) -> Path:

@@ -4,8 +4,12 @@ Entries are numpy ``.npz`` files (no pickle: ``allow_pickle=False``) named by th
 and :data:`CODE_VERSION`. Each file holds the result's arrays plus a ``__meta__`` entry with JSON-able metadata and a
 ``__checksum__`` of the arrays' bytes. Writes go to a temporary file in the same folder and are renamed into place, so
 a crash never leaves a half-written entry under a real name; a truncated or corrupt entry (bad zip, bad checksum) is
-detected on read, deleted, and recomputed. A hit refreshes the file's modification time; when the folder grows past
-``max_bytes``, the least recently used entries are evicted.
+detected on read, deleted, and recomputed; so is an entry whose stored key digest is not its own (a file copied over
+another). A hit refreshes the file's modification time; when the folder grows past ``max_bytes``, the least recently
+used entries are evicted. The size is kept in a running counter (one scan when the cache is opened, another only
+when the counter passes the limit), temporary files of killed writers older than :data:`ORPHAN_SECONDS` are removed
+(and counted until then), and an entry larger than the whole limit is not stored. A folder that cannot be created or
+written gives one :class:`CacheWarning` naming ``GBS_CACHE_DIR`` and the cache then stores nothing (``disabled``).
 
 The default folder is ``$GBS_CACHE_DIR``, else ``$XDG_CACHE_HOME/gbs-explorer``, else ``~/.cache/gbs-explorer``.
 """
@@ -17,6 +21,8 @@ import json
 import os
 import tempfile
 import threading
+import time
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,12 +31,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CODE_VERSION", "DiskCache", "CacheStats", "default_cache_dir", "cache_key"]
+__all__ = ["CODE_VERSION", "DiskCache", "CacheStats", "CacheWarning", "default_cache_dir", "cache_key", "ORPHAN_SECONDS"]
 
 # Bump when a computation's meaning changes, so old entries are not reused.
 CODE_VERSION = "1"
 _META = "__meta__"
 _CHECKSUM = "__checksum__"
+_KEY = "__key__"
+ORPHAN_SECONDS = 300  # a temporary file this old belongs to a writer that died
+
+
+class CacheWarning(UserWarning):
+    """The disk cache cannot be used (the folder is not writable, the disk is full); results are not stored."""
 
 
 def default_cache_dir() -> Path:
@@ -77,6 +89,8 @@ class CacheStats:
     misses: int = 0
     corrupt: int = 0
     evicted: int = 0
+    orphans_removed: int = 0
+    too_large: int = 0
 
 
 class DiskCache:
@@ -97,10 +111,27 @@ class DiskCache:
 
     def __init__(self, root: str | Path | None = None, *, max_bytes: int = 2 * 1024**3):
         self.root = Path(root) if root is not None else default_cache_dir()
-        self.root.mkdir(parents=True, exist_ok=True)
         self.max_bytes = int(max_bytes)
         self.stats = CacheStats()
         self._lock = threading.Lock()
+        self.disabled = False
+        self.problem = ""
+        self._size: int | None = None  # running total of the folder's bytes (None: not scanned yet)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=".tmp-probe-", delete=True)
+            probe.close()
+        except OSError as exc:
+            self._disable(exc)
+
+    def _disable(self, exc: BaseException) -> None:
+        """Stop storing, with one warning that says what to change."""
+        if self.disabled:
+            return
+        self.disabled = True
+        self.problem = (f"the disk cache folder {self.root} cannot be used ({type(exc).__name__}: {exc}); results are "
+                        "not stored. Set GBS_CACHE_DIR (or --cache-dir) to a writable folder.")
+        warnings.warn(self.problem, CacheWarning, stacklevel=3)
 
     def path_for(self, key: Mapping[str, Any]) -> Path:
         digest = cache_key(key)
@@ -108,6 +139,9 @@ class DiskCache:
 
     def get(self, key: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict] | None:
         """The stored ``(arrays, meta)`` for ``key``, or None when absent or corrupt (a corrupt file is deleted)."""
+        if self.disabled:
+            self.stats.misses += 1
+            return None
         path = self.path_for(key)
         if not path.is_file():
             self.stats.misses += 1
@@ -117,12 +151,13 @@ class DiskCache:
                 arrays = {k: npz[k] for k in npz.files}
             meta = json.loads(bytes(arrays.pop(_META)).decode())
             stored = str(arrays.pop(_CHECKSUM))
-            if stored != _checksum(arrays):
-                raise ValueError("checksum mismatch")
+            own = str(arrays.pop(_KEY))
+            if stored != _checksum(arrays) or own != path.stem:
+                raise ValueError("checksum or key mismatch")
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError):
             self.stats.corrupt += 1
             self.stats.misses += 1
-            path.unlink(missing_ok=True)
+            self._forget(path)
             return None
         self.stats.hits += 1
         try:
@@ -131,30 +166,60 @@ class DiskCache:
             pass
         return arrays, meta
 
-    def put(self, key: Mapping[str, Any], arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | None = None) -> Path:
-        """Store ``arrays`` and ``meta`` under ``key``, atomically; then evict if over the size limit."""
+    def _forget(self, path: Path) -> None:
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except OSError:
+            return
+        if self._size is not None:
+            self._size -= size
+
+    def put(self, key: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+            meta: Mapping[str, Any] | None = None) -> Path | None:
+        """Store ``arrays`` and ``meta`` under ``key``, atomically; then evict if over the size limit. Returns the
+        entry's path, or None when nothing was stored (the cache is disabled, or the entry alone is over the limit)."""
         for name in arrays:
-            if name in (_META, _CHECKSUM):
+            if name in (_META, _CHECKSUM, _KEY):
                 raise ValueError(f"array name {name!r} is reserved by the cache")
-        path = self.path_for(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {k: np.asarray(v) for k, v in arrays.items()}
         if any(a.dtype == object for a in payload.values()):
             raise TypeError("the cache stores numeric and string arrays only, not Python objects")
+        if self.disabled:
+            return None
+        if sum(a.nbytes for a in payload.values()) > self.max_bytes:
+            self.stats.too_large += 1  # storing it would evict everything, itself included
+            return None
+        path = self.path_for(key)
         meta_bytes = json.dumps(_canonical(dict(meta or {}))).encode()
         payload[_CHECKSUM] = np.array(_checksum(payload))
+        payload[_KEY] = np.array(path.stem)
         payload[_META] = np.frombuffer(meta_bytes, dtype=np.uint8)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            old = path.stat().st_size if path.exists() else 0
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+        except OSError as exc:
+            self._disable(exc)
+            return None
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, **payload)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
+        except OSError as exc:  # disk full, folder made read-only meanwhile: go on uncached
+            Path(tmp).unlink(missing_ok=True)
+            self._disable(exc)
+            return None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        self.evict()
+        with self._lock:
+            if self._size is not None:
+                self._size += path.stat().st_size - old
+        if self._size is None or self._size > self.max_bytes:
+            self.evict(keep=path)
         return path
 
     def get_or_compute(
@@ -178,32 +243,47 @@ class DiskCache:
     def entries(self) -> list[Path]:
         return [p for p in self.root.glob("*/*.npz") if not p.name.startswith(".tmp-")]
 
-    def size_bytes(self) -> int:
-        total = 0
-        for p in self.entries():
+    def _scan(self) -> list[tuple[float, int, Path]]:
+        """(mtime, size, path) of every entry; temporary files older than ORPHAN_SECONDS are deleted on the way,
+        younger ones (a writer at work) are counted in the size but never evicted."""
+        files, now, temp_bytes = [], time.time(), 0
+        for p in self.root.glob("*/*"):
             try:
-                total += p.stat().st_size
-            except FileNotFoundError:
-                pass
-        return total
-
-    def evict(self) -> int:
-        """Delete least recently used entries until the folder is within ``max_bytes``; returns how many."""
-        with self._lock:
-            files = []
-            for p in self.entries():
-                try:
-                    st = p.stat()
-                except FileNotFoundError:
-                    continue
+                st = p.stat()
+            except OSError:
+                continue
+            if p.name.startswith(".tmp-"):
+                if now - st.st_mtime > ORPHAN_SECONDS:
+                    p.unlink(missing_ok=True)
+                    self.stats.orphans_removed += 1
+                else:
+                    temp_bytes += st.st_size
+            elif p.suffix == ".npz":
                 files.append((st.st_mtime, st.st_size, p))
-            total = sum(size for _, size, _ in files)
+        self._size = sum(size for _, size, _ in files) + temp_bytes
+        return files
+
+    def size_bytes(self) -> int:
+        """Bytes of the folder's entries and young temporary files (a fresh scan)."""
+        with self._lock:
+            self._scan()
+            return int(self._size or 0)
+
+    def evict(self, keep: Path | None = None) -> int:
+        """Delete least recently used entries until the folder is within ``max_bytes`` (never ``keep``, the entry
+        just written); returns how many."""
+        if self.disabled:
+            return 0
+        with self._lock:
+            files = self._scan()
             removed = 0
             for _, size, p in sorted(files, key=lambda f: f[0]):
-                if total <= self.max_bytes:
+                if self._size <= self.max_bytes:
                     break
+                if p == keep:
+                    continue
                 p.unlink(missing_ok=True)
-                total -= size
+                self._size -= size
                 removed += 1
             self.stats.evicted += removed
             return removed
@@ -211,3 +291,4 @@ class DiskCache:
     def clear(self) -> None:
         for p in self.entries():
             p.unlink(missing_ok=True)
+        self._size = None

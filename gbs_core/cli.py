@@ -308,7 +308,7 @@ def analyze(ctx, model, out, data_text, n_samples, split, seed, layer_list, pool
             names="layer"))
     _write_csv(out / "motifs.csv", motifs)
     accuracy = float((fs.predictions == fs.labels).mean()) if fs.predictions is not None else None
-    summary = {"model": label, "model_id": fs.model_id, "recorded_test_accuracy": getattr(loaded, "test_accuracy", None),
+    summary = {"model": label, "model_id": fs.model_id, "test_accuracy": getattr(loaded, "test_accuracy", None),
                "accuracy_on_data": accuracy, "n_params": getattr(loaded, "n_params", None),
                "input_adapter": getattr(loaded, "adapter", ""), "notes": list(getattr(loaded, "notes", ())),
                "data_source": spec.text, "data": fs.dataset_id, "n_samples": n_used, "split": split,
@@ -434,6 +434,9 @@ def prune(ctx, model, out, criterion, threshold, epochs, lr, batch_size, finetun
     plan = result.plan
     click.echo(f"{loaded.label}: threshold {plan.threshold:.4g}; flagged {len(plan.flagged)} units, removable "
                f"{len(plan.to_remove)}; control pool {len(plan.control_pool)}")
+    if not plan.to_remove and not plan.control_pool:
+        click.echo(f"  {loaded.label} has no removable unit among its analysed layers: every one changes the shape of "
+                   "what flows through it, so nothing can be cut out without retraining")
     for u in plan.not_removable_flagged:
         click.echo(f"  flagged but kept: {u.name} ({u.reason})")
     click.echo(result.table().drop(columns=["removed"]).to_string(index=False))
