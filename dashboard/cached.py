@@ -39,7 +39,7 @@ from gbs_core.data import (
 )
 from gbs_core.pipeline import AdapterChoice, LoadedModel, ModelSpec
 from gbs_core.pipeline import load_model as _core_load_model
-from gbs_core.sources import clamp_samples
+from gbs_core.sources import check_data_root, clamp_samples, content_signature
 from gbs_core.zoo import list_zoo
 from gbs_core.zoo.registry import TRAINING_DATA
 
@@ -139,13 +139,19 @@ def bundled(source: str = DEFAULT_SOURCE, split: str = "test") -> Dataset:
     )
 
 
-@st.cache_resource(show_spinner="Loading data...", max_entries=4)
 def full_dataset(source: str, path: str) -> Dataset:
-    """Every sample of a source, before subsampling."""
+    """Every sample of a source, before subsampling; re-read when the folder or file changes (keyed on its
+    :func:`~gbs_core.sources.content_signature`, not only its path)."""
+    return _full_dataset(source, path, content_signature(source, path))
+
+
+@st.cache_resource(show_spinner="Loading data...", max_entries=4)
+def _full_dataset(source: str, path: str, signature: str) -> Dataset:
     if source in BUNDLED_SOURCES:
         return bundled(source, "test")
     if not path:
         raise DashboardError("Enter the **Path** of the data folder in the sidebar.")
+    check_data_root(path)
     if source == "image_folder":
         return load_image_folder(path)
     if source in ("cifar10", "cifar100"):
@@ -153,9 +159,13 @@ def full_dataset(source: str, path: str) -> Dataset:
     raise DashboardError(f"unknown data source {source!r}")
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
 def dataset(source: str, path: str, n: int, seed: int) -> Dataset:
     """The stratified, seeded subsample of N samples the analyses use (all samples when the data has fewer)."""
+    return _dataset(source, path, n, seed, content_signature(source, path))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _dataset(source: str, path: str, n: int, seed: int, signature: str) -> Dataset:
     return clamp_samples(full_dataset(source, path), n, seed=seed)[0]
 
 
@@ -171,8 +181,13 @@ def sample_count(source: str, path: str, n: int) -> tuple[int, str]:
     return total, f"N = {n} asked, but the data has {total} samples: all {total} are used."
 
 
-@st.cache_resource(show_spinner="Reading saved activations...", max_entries=2)
 def _saved(path: str):
+    return _saved_at(path, content_signature("npz", path))
+
+
+@st.cache_resource(show_spinner="Reading saved activations...", max_entries=2)
+def _saved_at(path: str, signature: str):
+    check_data_root(path)
     return load_saved_activations(path)
 
 
@@ -231,9 +246,10 @@ def layer_options(spec: ModelSpec, source: str, path: str, adapter: AdapterChoic
 @st.cache_resource(show_spinner=False, max_entries=8)
 def feature_set(
     source: str, path: str, n: int, seed: int, spec: ModelSpec | None, layers: tuple[str, ...] | None, pool: bool,
-    adapter: AdapterChoice | None = None,
+    adapter: AdapterChoice | None = None, signature: str = "",
 ) -> analysis.FeatureSet:
-    """One model's features on the workspace's samples (``spec=None``: the saved activations at ``path``)."""
+    """One model's features on the workspace's samples (``spec=None``: the saved activations at ``path``);
+    ``signature`` (:func:`~gbs_core.sources.content_signature`) keys it on what is at ``path`` now."""
     if spec is None:
         features, labels, predictions, class_names = _saved(path)
         if layers is not None:
@@ -256,7 +272,8 @@ def feature_sets(ws) -> list[analysis.FeatureSet]:
             else "Enter the **Path** of an .npz file in the sidebar."
         )
     d = ws.data
-    return [feature_set(d.source, d.path, d.n, d.seed, m.spec, m.layers, ws.pool, ws.adapter) for m in ws.models]
+    sig = content_signature(d.source, d.path)
+    return [feature_set(d.source, d.path, d.n, d.seed, m.spec, m.layers, ws.pool, ws.adapter, sig) for m in ws.models]
 
 
 def fs_key(fs: analysis.FeatureSet) -> FsKey:

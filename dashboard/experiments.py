@@ -23,7 +23,7 @@ from gbs_core.experiments.sanity import SanityResult, run_zoo_sanity_check
 from gbs_core.experiments.stitching import StitchResult, run_stitching
 from gbs_core.experiments.transfer import TransferResult, run_transfer
 from gbs_core.pipeline import AdapterChoice, LoadedModel, ModelSpec
-from gbs_core.sources import DataSpec, analysis_data, clamp_samples, train_test
+from gbs_core.sources import DataSpec, analysis_data, clamp_samples, content_signature, train_test
 from gbs_core.zoo.registry import training_source_of
 from gbs_core.zoo.train import TrainConfig
 
@@ -53,7 +53,8 @@ def data_for(ws, spec: ModelSpec | None = None) -> DataSpec:
                              "**Source** in the sidebar.")
     if not d.path:
         raise DashboardError("Enter the **Path** of the data folder in the sidebar.")
-    return DataSpec({"image_folder": "folder"}.get(d.source, d.source), d.path)
+    kind = {"image_folder": "folder"}.get(d.source, d.source)
+    return DataSpec(kind, d.path, content_signature(kind, d.path))  # memos see a folder changed in place
 
 
 def data_caption(spec: DataSpec) -> str:
@@ -73,8 +74,12 @@ def loaded(spec: ModelSpec, data: Dataset, adapter: AdapterChoice | None) -> Loa
     return cached.load_model(spec, tuple(data.input_shape), data.n_classes, adapter)
 
 
-@st.cache_resource(show_spinner="Loading data...", max_entries=4)
 def _split(spec: DataSpec, seed: int = 0) -> tuple[Dataset, Dataset]:
+    return _split_at(spec, seed, content_signature(spec.kind, spec.path))
+
+
+@st.cache_resource(show_spinner="Loading data...", max_entries=4)
+def _split_at(spec: DataSpec, seed: int, signature: str) -> tuple[Dataset, Dataset]:
     if spec.bundled:
         return cached.bundled(spec.kind, "train"), cached.bundled(spec.kind, "test")
     return train_test(spec, seed=seed)
@@ -83,12 +88,12 @@ def _split(spec: DataSpec, seed: int = 0) -> tuple[Dataset, Dataset]:
 def held_out(spec: DataSpec, n: int, seed: int = 0) -> Dataset:
     """``n`` samples (stratified, seeded; all when there are fewer) of the data the analyses look at: the held-out
     split of the bundled sources and CIFAR, every image of a folder."""
-    data = cached.bundled(spec.kind, "test") if spec.bundled else _analysis(spec)
+    data = cached.bundled(spec.kind, "test") if spec.bundled else _analysis(spec, content_signature(spec.kind, spec.path))
     return clamp_samples(data, n, seed=seed)[0]
 
 
 @st.cache_resource(show_spinner="Loading data...", max_entries=4)
-def _analysis(spec: DataSpec) -> Dataset:
+def _analysis(spec: DataSpec, signature: str) -> Dataset:
     return analysis_data(spec)
 
 

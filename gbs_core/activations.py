@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes of float32 features one request may hold before a warning
+MAX_ACTIVATIONS_UNPACKED_BYTES = 4 * 1024**3  # what an .npz may unpack to (arrays are read whole)
 MAX_ACTIVATIONS_FILE_BYTES = 1024**3
 
 
@@ -335,6 +336,16 @@ def load_saved_activations(path: str | Path) -> tuple[dict[str, np.ndarray], np.
         raise ValueError(f"activations file {path} does not exist")
     if path.stat().st_size > MAX_ACTIVATIONS_FILE_BYTES:
         raise ValueError(f"{path.name} is larger than {MAX_ACTIVATIONS_FILE_BYTES >> 20} MiB; save fewer layers or samples")
+    try:  # bound what the file unpacks to before reading it: a small compressed file can hold huge arrays
+        import zipfile
+
+        with zipfile.ZipFile(path) as zf:
+            unpacked = sum(info.file_size for info in zf.infolist())
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"cannot read {path.name} as an .npz of arrays ({type(exc).__name__}: {exc})") from exc
+    if unpacked > MAX_ACTIVATIONS_UNPACKED_BYTES:
+        raise ValueError(f"{path.name} unpacks to {unpacked >> 20} MiB of arrays; the limit is "
+                         f"{MAX_ACTIVATIONS_UNPACKED_BYTES >> 20} MiB: save fewer layers or samples")
     try:
         npz = np.load(path, allow_pickle=False)
         arrays = {k: npz[k] for k in npz.files}
@@ -342,7 +353,13 @@ def load_saved_activations(path: str | Path) -> tuple[dict[str, np.ndarray], np.
         raise ValueError(f"cannot read {path.name} as an .npz of arrays ({type(exc).__name__}: {exc})") from exc
     if "labels" not in arrays:
         raise ValueError(f"{path.name} has no 'labels' array; found {sorted(arrays)}")
-    labels = arrays["labels"].astype(np.int64).ravel()
+    raw_labels = np.asarray(arrays["labels"]).ravel()
+    if not len(raw_labels):
+        raise ValueError(f"{path.name} has no labels: it holds no samples")
+    if raw_labels.dtype.kind not in "iub" and not (
+            raw_labels.dtype.kind == "f" and np.isfinite(raw_labels).all() and (raw_labels == np.round(raw_labels)).all()):
+        raise ValueError(f"the labels of {path.name} are {raw_labels.dtype} values, not integer class indices")
+    raw_labels = raw_labels.astype(np.int64)
     order = [str(n) for n in arrays["layer_order"]] if "layer_order" in arrays else \
         [k.removeprefix("layer:") for k in arrays if k.startswith("layer:")]
     if not order:
@@ -354,12 +371,25 @@ def load_saved_activations(path: str | Path) -> tuple[dict[str, np.ndarray], np.
             raise ValueError(f"{path.name} lists layer {name!r} in layer_order but has no array {key!r}")
         a = arrays[key].astype(np.float32)
         a = a.reshape(len(a), -1)
-        if len(a) != len(labels):
-            raise ValueError(f"layer {name!r} in {path.name} has {len(a)} samples but there are {len(labels)} labels")
+        if len(a) != len(raw_labels):
+            raise ValueError(f"layer {name!r} in {path.name} has {len(a)} samples but there are {len(raw_labels)} labels")
         if not np.isfinite(a).all():
             raise ValueError(f"layer {name!r} in {path.name} has NaN or infinite values")
         features[name] = a
-    preds = arrays["predictions"].astype(np.int64).ravel() if "predictions" in arrays else None
-    n_classes = int(labels.max()) + 1 if len(labels) else 0
-    names = tuple(str(n) for n in arrays["class_names"]) if "class_names" in arrays else tuple(map(str, range(n_classes)))
+    raw_preds = arrays["predictions"].astype(np.int64).ravel() if "predictions" in arrays else None
+    if raw_preds is not None and len(raw_preds) != len(raw_labels):
+        raise ValueError(f"{path.name} has {len(raw_preds)} predictions but {len(raw_labels)} labels")
+    # the classes are the label values present (and predicted), renumbered 0..C-1 in sorted order: labels up to 10^9
+    # make as many classes as there are values, and labels -1, 0, 1 keep their names
+    values = np.unique(raw_labels if raw_preds is None else np.concatenate([raw_labels, raw_preds]))
+    labels = np.searchsorted(values, raw_labels)
+    preds = np.searchsorted(values, raw_preds) if raw_preds is not None else None
+    if "class_names" in arrays:
+        given = [str(n) for n in np.asarray(arrays["class_names"]).ravel()]
+        if values.min() < 0 or values.max() >= len(given):
+            raise ValueError(f"the labels of {path.name} run from {values.min()} to {values.max()} but it names "
+                             f"{len(given)} classes (class_names): labels must index class_names")
+        names = tuple(given[v] for v in values)
+    else:
+        names = tuple(str(v) for v in values)
     return features, labels, preds, names

@@ -118,7 +118,13 @@ def feature_set_from_arrays(
     labels = np.asarray(labels, dtype=np.int64)
     h.update(labels.tobytes())
     digest = h.hexdigest()[:24]
-    names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(int(labels.max()) + 1))
+    if class_names is None:  # the label values present, renumbered 0..C-1 (never one name per integer up to the max)
+        values, labels = np.unique(labels, return_inverse=True)
+        names = tuple(str(v) for v in values)
+    else:
+        names = tuple(class_names)
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
+            raise ValueError(f"labels run from {labels.min()} to {labels.max()} but there are {len(names)} class names")
     return FeatureSet(name, f"arrays-{digest}", f"arrays-{digest}", False,
                       {k: np.asarray(v, dtype=np.float32).reshape(len(v), -1) for k, v in features.items()},
                       labels, predictions, names)

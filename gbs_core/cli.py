@@ -19,6 +19,7 @@ with ``--input-size`` and ``--normalise``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -112,6 +113,68 @@ def _csv_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+COUNT = click.IntRange(min=1)  # sample counts, neighbours, batches, threads: at least one
+SEED = click.IntRange(min=0, max=2**32 - 1)  # numpy's and torch's seeds
+EPOCHS = click.IntRange(min=0, max=10_000)
+
+
+class FiniteFloat(click.ParamType):
+    """A finite float (no nan or inf), optionally strictly positive."""
+
+    name = "number"
+
+    def __init__(self, positive: bool = False):
+        self.positive = positive
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            number = value
+        else:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                self.fail(f"{value!r} is not a number", param, ctx)
+        if number != number or number in (float("inf"), float("-inf")):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.positive and number <= 0:
+            self.fail(f"{value!r} must be greater than 0", param, ctx)
+        return number
+
+
+LEARNING_RATE = FiniteFloat(positive=True)
+FINITE = FiniteFloat()
+
+
+def _int_list(value: str | None, option: str, *, minimum: int = 0) -> list[int]:
+    """Comma-separated integers >= ``minimum``; a BadParameter naming ``option`` otherwise."""
+    out = []
+    for item in _csv_list(value) or []:
+        try:
+            number = int(item)
+        except ValueError:
+            raise click.BadParameter(f"{item!r} is not an integer; write comma-separated integers, e.g. 0,1,2",
+                                     param_hint=option) from None
+        if number < minimum:
+            raise click.BadParameter(f"{number} is below {minimum}", param_hint=option)
+        out.append(number)
+    return out
+
+
+def _writable_folder(ctx, param, value: Path | None) -> Path | None:
+    """``--out``: created if missing, and it must take a file; else a clear error before any work starts."""
+    if value is None:
+        return None
+    try:
+        value.mkdir(parents=True, exist_ok=True)
+        probe = value / f".gbs-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write into {value} ({exc.strerror or exc}); choose a writable folder",
+                                 ctx=ctx, param=param) from None
+    return value
+
+
 def _say(msg: str) -> None:
     click.echo(msg, err=True)
 
@@ -149,9 +212,20 @@ def _write_html(path: Path, fig) -> Path:
 
 
 def _cache(ctx: click.Context):
-    from gbs_core.cache import DiskCache
+    """The disk cache of ``--cache-dir``; a folder that cannot be used is said once on stderr and the command goes
+    on without a cache."""
+    import warnings
 
-    return None if ctx.obj["no_cache"] else DiskCache(ctx.obj["cache_dir"])
+    from gbs_core.cache import CacheWarning, DiskCache
+
+    if ctx.find_root().obj["no_cache"]:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacheWarning)
+        cache = DiskCache(ctx.find_root().obj["cache_dir"])
+    if cache.disabled:
+        _say(f"warning: {cache.problem}")
+    return cache
 
 
 data_option = click.option(
@@ -190,7 +264,23 @@ def _fraction_printer(label: str):
     return report
 
 
-@click.group(help=__doc__)
+class _Commands(click.Group):
+    """The command group: the project's own input errors (bad data, a bad weights file or manifest) that reach it
+    become clean messages, never tracebacks."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ValueError as exc:
+            from gbs_core.data import DataError
+            from gbs_core.zoo.families import WeightsError
+
+            if isinstance(exc, DataError | WeightsError):
+                raise click.ClickException(str(exc)) from exc
+            raise
+
+
+@click.group(help=__doc__, cls=_Commands)
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Disk cache folder (default: $GBS_CACHE_DIR or ~/.cache/gbs-explorer).")
 @click.option("--no-cache", is_flag=True, help="Compute everything afresh and store nothing.")
@@ -201,6 +291,7 @@ def main(ctx: click.Context, cache_dir: Path | None, no_cache: bool) -> None:
 
 
 out_option = click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+                          callback=_writable_folder,
                           help="Folder for the result files (created if missing).")
 html_option = click.option("--html", is_flag=True, help="Also write plotly figures as self-contained HTML files.")
 
@@ -240,18 +331,18 @@ def layers(model: str, out: Path, data_text: str | None) -> None:
 @out_option
 @data_option
 @adapter_options
-@click.option("--n-samples", type=int, default=500, show_default=True,
+@click.option("--n-samples", type=COUNT, default=500, show_default=True,
               help="Images analysed (a stratified subsample; all there are when the data has fewer).")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True,
               help="test: the held-out split (all of a folder's images); train: the training split (a folder's "
                    "seeded 70% part).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the stratified subsample.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the stratified subsample.")
 @click.option("--layers", "layer_list", default=None, help="Comma-separated layer names (default: the model's).")
 @click.option("--pool", is_flag=True, help="Average-pool conv maps over space before the analyses.")
-@click.option("--k", type=int, default=3, show_default=True, help="Neighbours of the modularity kNN graph.")
-@click.option("--n-batches", type=int, default=1, show_default=True, help="Disjoint batches for the modularity curve.")
-@click.option("--threshold", type=float, default=0.03, show_default=True, help="dQ threshold for prunable layers.")
-@click.option("--motif-k", type=int, default=5, show_default=True, help="Neighbours of the motif kNN graph.")
+@click.option("--k", type=COUNT, default=3, show_default=True, help="Neighbours of the modularity kNN graph.")
+@click.option("--n-batches", type=COUNT, default=1, show_default=True, help="Disjoint batches for the modularity curve.")
+@click.option("--threshold", type=FINITE, default=0.03, show_default=True, help="dQ threshold for prunable layers.")
+@click.option("--motif-k", type=COUNT, default=5, show_default=True, help="Neighbours of the motif kNN graph.")
 @click.option("--metrics", default="linear_cka,gbs_dense", show_default=True,
               help="Comma-separated similarity metrics for layer x layer matrices (see SIMILARITY_METRICS).")
 @html_option
@@ -352,9 +443,12 @@ def _threshold(value: str) -> float | str:
     if value == "median":
         return value
     try:
-        return float(value)
+        number = float(value)
     except ValueError as exc:
         raise click.BadParameter(f"{value!r} is neither a number nor 'median'", param_hint="--threshold") from exc
+    if number != number or number in (float("inf"), float("-inf")):
+        raise click.BadParameter(f"{value!r} is not a finite number", param_hint="--threshold")
+    return number
 
 
 @main.command()
@@ -366,19 +460,19 @@ def _threshold(value: str) -> float | str:
 @click.option("--threshold", default=None,
               help="A number or 'median' (flags about half the layers). Default: 0.03 for modularity (the paper's "
                    "rule), median for gbs.")
-@click.option("--epochs", type=int, default=10, show_default=True, help="Fine-tuning epochs (0: no fine-tuning).")
-@click.option("--lr", type=float, default=0.01, show_default=True, help="Fine-tuning learning rate (cosine schedule).")
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--finetune-seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=EPOCHS, default=10, show_default=True, help="Fine-tuning epochs (0: no fine-tuning).")
+@click.option("--lr", type=LEARNING_RATE, default=0.01, show_default=True, help="Fine-tuning learning rate (cosine schedule).")
+@click.option("--batch-size", type=COUNT, default=128, show_default=True)
+@click.option("--finetune-seed", type=SEED, default=0, show_default=True)
 @click.option("--control-seeds", default="0,1,2", show_default=True,
               help="Comma-separated seeds, one control model each; '' for none.")
-@click.option("--curve-samples", type=int, default=500, show_default=True,
+@click.option("--curve-samples", type=COUNT, default=500, show_default=True,
               help="Samples of the modularity curve that selects the layers.")
 @click.option("--curve-split", type=click.Choice(["train", "test"]), default="train", show_default=True,
               help="Split the curve is computed on (train keeps the test split for accuracy only).")
-@click.option("--k", type=int, default=3, show_default=True)
-@click.option("--n-batches", type=int, default=1, show_default=True)
-@click.option("--train-samples", type=int, default=None, help="Fine-tune on a stratified subsample (default: all).")
+@click.option("--k", type=COUNT, default=3, show_default=True)
+@click.option("--n-batches", type=COUNT, default=1, show_default=True)
+@click.option("--train-samples", type=COUNT, default=None, help="Fine-tune on a stratified subsample (default: all).")
 @model_data_option
 @adapter_options
 @html_option
@@ -394,7 +488,7 @@ def prune(ctx, model, out, criterion, threshold, epochs, lr, batch_size, finetun
     from gbs_core.experiments.pruning import DEFAULT_THRESHOLDS, experiment_data, pruning_curve, run_pruning
 
     thr = _threshold(threshold if threshold is not None else str(DEFAULT_THRESHOLDS[criterion]))
-    seeds = [int(s) for s in _csv_list(control_seeds) or []]
+    seeds = _int_list(control_seeds, "--control-seeds")
     try:
         pdata = experiment_data(_data_spec(data_text, model), curve_samples=curve_samples,
                                 train_samples=train_samples, seed=finetune_seed)
@@ -450,7 +544,7 @@ def prune(ctx, model, out, criterion, threshold, epochs, lr, batch_size, finetun
 @click.option("--family", default="tiny10", show_default=True,
               help="Architecture whose seeds are compared when --models is not given: tiny10, tiny10x2 or tiny10x4 "
                    "(the width family), or any zoo architecture with several seeds.")
-@click.option("--n-samples", type=int, default=500, show_default=True,
+@click.option("--n-samples", type=COUNT, default=500, show_default=True,
               help="Held-out images (all there are when the data has fewer).")
 @model_data_option
 @adapter_options
@@ -529,13 +623,13 @@ def spec_text(spec) -> str:
               help="Comma-separated epochs of --files (default: the number after 'ep' in each name, else 0, 1, ...).")
 @model_data_option
 @adapter_options
-@click.option("--n-samples", type=int, default=500, show_default=True, help="Held-out images (stratified subsample).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subsample and the batches.")
+@click.option("--n-samples", type=COUNT, default=500, show_default=True, help="Held-out images (stratified subsample).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the subsample and the batches.")
 @click.option("--layers", "layer_list", default=None, help="Comma-separated layer names (default: the model's).")
 @click.option("--pool", is_flag=True, help="Average-pool conv maps over space.")
-@click.option("--k", type=int, default=3, show_default=True, help="Neighbours of the modularity kNN graph.")
-@click.option("--n-batches", type=int, default=1, show_default=True, help="Disjoint batches for the modularity curve.")
-@click.option("--motif-k", type=int, default=5, show_default=True, help="Neighbours of the motif kNN graph.")
+@click.option("--k", type=COUNT, default=3, show_default=True, help="Neighbours of the modularity kNN graph.")
+@click.option("--n-batches", type=COUNT, default=1, show_default=True, help="Disjoint batches for the modularity curve.")
+@click.option("--motif-k", type=COUNT, default=5, show_default=True, help="Neighbours of the motif kNN graph.")
 @html_option
 @click.pass_context
 def dynamics(ctx, model, out, files, epoch_list, data_text, n_samples, seed, layer_list, pool, k, n_batches, motif_k,
@@ -550,7 +644,7 @@ def dynamics(ctx, model, out, files, epoch_list, data_text, n_samples, seed, lay
     out.mkdir(parents=True, exist_ok=True)
     try:
         if files:
-            epochs = [int(e) for e in _csv_list(epoch_list)] if epoch_list else None
+            epochs = _int_list(epoch_list, "--epochs") if epoch_list else None
             plan = files_dynamics_plan(model, _csv_list(files), epochs)
         else:
             plan = zoo_dynamics_plan(model)
@@ -597,12 +691,12 @@ def dynamics(ctx, model, out, files, epoch_list, data_text, n_samples, seed, lay
                    "(Carlini-Wagner L2), one-pixel[:PIXELS].")
 @model_data_option
 @adapter_options
-@click.option("--n-samples", type=int, default=200, show_default=True, help="Held-out images (stratified subsample).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subsample and the attacks.")
+@click.option("--n-samples", type=COUNT, default=200, show_default=True, help="Held-out images (stratified subsample).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the subsample and the attacks.")
 @click.option("--layers", "layer_list", default=None, help="Comma-separated layer names (default: the model's).")
 @click.option("--pool", is_flag=True, help="Average-pool conv maps over space.")
-@click.option("--k", type=int, default=3, show_default=True, help="Neighbours of the modularity kNN graph.")
-@click.option("--n-batches", type=int, default=1, show_default=True, help="Disjoint batches for the modularity curve.")
+@click.option("--k", type=COUNT, default=3, show_default=True, help="Neighbours of the modularity kNN graph.")
+@click.option("--n-batches", type=COUNT, default=1, show_default=True, help="Disjoint batches for the modularity curve.")
 @html_option
 @click.pass_context
 def adversarial(ctx, model, out, attacks, data_text, n_samples, seed, layer_list, pool, k, n_batches, html):
@@ -665,13 +759,13 @@ def _stitch_pairs(text: str, layers_a: list[str], layers_b: list[str]) -> list[t
 @click.option("--pairs", "pairs_text", default="matched", show_default=True,
               help="'matched' (layer i of A into layer i of B), 'all' (every layer of A x every layer of B), or "
                    "comma-separated LAYER_A:LAYER_B.")
-@click.option("--epochs", type=int, default=1, show_default=True,
+@click.option("--epochs", type=EPOCHS, default=1, show_default=True,
               help="SGD epochs of each stitch after its least-squares start (0: the closed-form stitch only).")
-@click.option("--lr", type=float, default=0.005, show_default=True, help="Learning rate of the stitch.")
-@click.option("--train-samples", type=int, default=None, help="Train each stitch on a stratified subsample.")
-@click.option("--index-samples", type=int, default=500, show_default=True,
+@click.option("--lr", type=LEARNING_RATE, default=0.005, show_default=True, help="Learning rate of the stitch.")
+@click.option("--train-samples", type=COUNT, default=None, help="Train each stitch on a stratified subsample.")
+@click.option("--index-samples", type=COUNT, default=500, show_default=True,
               help="Held-out images for the motif, CKA and GBS indices.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @model_data_option
 @adapter_options
 @html_option
@@ -765,12 +859,12 @@ def _transfer_target(data_text: str | None, target: str, folder: Path | None, se
 @adapter_options
 @click.option("--sources", default=None,
               help="Comma-separated source models (default: the zoo's nets of both data sets and three random inits).")
-@click.option("--finetune-epochs", type=int, default=2, show_default=True,
+@click.option("--finetune-epochs", type=EPOCHS, default=2, show_default=True,
               help="Epochs of the fine-tune that gives the second truth (0: probe only).")
-@click.option("--lr", type=float, default=0.01, show_default=True, help="Fine-tuning learning rate.")
-@click.option("--score-samples", type=int, default=500, show_default=True,
+@click.option("--lr", type=LEARNING_RATE, default=0.01, show_default=True, help="Fine-tuning learning rate.")
+@click.option("--score-samples", type=COUNT, default=500, show_default=True,
               help="Target training images the training-free scores are computed on.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the folder's split and the fine-tune.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the folder's split and the fine-tune.")
 @html_option
 @click.pass_context
 def transfer(ctx, out, data_text, target, folder, sources, finetune_epochs, lr, score_samples, seed, html):
@@ -811,7 +905,7 @@ def zoo() -> None:
 @zoo.command("list")
 @click.option("--checkpoints", "checkpoints_of", default=None, metavar="MODEL",
               help="List MODEL's training checkpoints (epoch 0 = initialisation) instead of the finished models.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, callback=_writable_folder,
               help="Also write zoo.csv into this folder.")
 def zoo_list(checkpoints_of: str | None, out: Path | None) -> None:
     """Print the bundled models with their training data, held-out accuracy and size."""
@@ -848,16 +942,16 @@ _FAMILY_SEEDS = {"tiny10": list(range(10)), "tiny10x2": [0, 1, 2], "tiny10x4": [
               help="Comma-separated seeds (default: 0-9 for tiny10, 0-2 for tiny10x2/x4, 0 for the others).")
 @click.option("--data", "data", type=click.Choice(["digits-noise", "digits"]), default="digits-noise", show_default=True,
               help="Training data: the digits in noise (fresh transform every epoch) or the plain digits.")
-@click.option("--epochs", type=int, default=None,
+@click.option("--epochs", type=EPOCHS, default=None,
               help="Override the epoch count (default: per architecture, see gbs_core.zoo.train.NOISE_EPOCHS).")
 @click.option("--checkpoints", default=None,
               help="Comma-separated epochs after which to keep half-precision training checkpoints (0 = init), "
                    "e.g. 0,1,2,4,8,16.")
 @click.option("--half/--no-half", default=False, show_default=True,
               help="Store the finished weights in half precision (accuracy is measured on the stored weights).")
-@click.option("--threads", type=int, default=2, show_default=True,
+@click.option("--threads", type=COUNT, default=2, show_default=True,
               help="CPU threads for training (part of what makes a run reproducible).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, callback=_writable_folder,
               help="Folder for weights and manifest.json (default: the bundled zoo).")
 def zoo_train(archs, seeds, data, epochs, checkpoints, half, threads, out) -> None:
     """Train zoo models and record them (training data, accuracy, size, sha256) in the folder's manifest."""
@@ -871,8 +965,8 @@ def zoo_train(archs, seeds, data, epochs, checkpoints, half, threads, out) -> No
     folder = out or zoo_dir()
     data_key = training_data_for_source(data)
     suffix = training_data(data_key).suffix
-    seed_list = [int(s) for s in _csv_list(seeds)] if seeds else None
-    ck = [int(e) for e in _csv_list(checkpoints)] if checkpoints else []
+    seed_list = _int_list(seeds, "--seeds") if seeds else None
+    ck = _int_list(checkpoints, "--checkpoints")
     for arch in archs or list(ARCHITECTURES):
         for seed in seed_list if seed_list is not None else _FAMILY_SEEDS.get(arch, [0]):
             name = (f"{arch}-s{seed}" if arch in _FAMILY_SEEDS else arch) + suffix

@@ -238,6 +238,61 @@ def _resolve_inside(root: Path, candidate: Path) -> Path:
     return resolved
 
 
+_GREY_MODES = ("1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
+MAX_IMAGE_PIXELS = 4096 * 4096  # one image's pixels: larger is refused before decoding (decompression bombs)
+MAX_FOLDER_BYTES = 2 * 1024**3  # all of a folder's images as float32
+
+
+def _open_image(f: Path):
+    """``Image.open`` of one file, lazily (no pixels read) and with the project's own errors: unreadable files and
+    images over ``MAX_IMAGE_PIXELS`` (a small file can declare a huge image) become DataError."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(f)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"{f} declares more pixels than any image this tool reads ({exc}); the limit is "
+                        f"{MAX_IMAGE_PIXELS:,} pixels per image") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"cannot read image {f}: {exc}") from exc
+    w, h = im.size
+    if w * h > MAX_IMAGE_PIXELS:
+        im.close()
+        raise DataError(f"{f} is {w}x{h} pixels; images over {MAX_IMAGE_PIXELS:,} pixels are refused (resize them "
+                        "first)")
+    return im
+
+
+def _pixels(im, channels: int, f: Path) -> np.ndarray:
+    """The image as float32 (channels, H, W) in [0, 1], read at its real bit depth: 16-bit grey is divided by
+    65535 (not saturated by an 8-bit conversion), 32-bit integer grey must hold 16-bit values, float grey must lie
+    in [0, 1]."""
+    mode = im.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        a = np.asarray(im).astype(np.float64)
+        if mode == "F":
+            if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+                raise DataError(f"{f} is a float image with values outside [0, 1]; save it as 8- or 16-bit")
+        else:
+            if a.min() < 0 or a.max() > 65535:
+                raise DataError(f"{f} holds integer pixels outside 0..65535; save it as 8- or 16-bit")
+            a = a / 65535.0
+        grey = a.astype(np.float32)[None]
+        return grey if channels == 1 else np.repeat(grey, 3, axis=0)
+    a = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.float32) / 255.0
+    return a[None] if channels == 1 else a.transpose(2, 0, 1)
+
+
+def _resize(a: np.ndarray, target: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a (channels, H, W) float array to ``target`` = (width, height)."""
+    x = torch.from_numpy(np.ascontiguousarray(a))[None]
+    return F.interpolate(x, size=(target[1], target[0]), mode="bilinear", align_corners=False)[0].numpy()
+
+
 def load_image_folder(
     path: str | Path,
     *,
@@ -257,8 +312,6 @@ def load_image_folder(
         The folder is missing, has no class sub-folders, a class has no images, an image cannot be read, images differ
         in size and no ``size`` was given, or there are more than ``max_images`` images.
     """
-    from PIL import Image, UnidentifiedImageError
-
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist or is not a folder; expected one sub-folder per class")
@@ -276,35 +329,41 @@ def load_image_folder(
     if len(files) > max_images:
         raise DataError(f"{root} holds {len(files)} images; the limit is {max_images}. Use a smaller folder.")
 
-    pil_images = []
+    # first the headers only (Pillow reads no pixels on open): sizes, modes and the memory budget, before decoding
+    headers = []
     for f, _ in files:
         if f.stat().st_size > MAX_IMAGE_BYTES:
             raise DataError(f"{f} is {f.stat().st_size} bytes; images over {MAX_IMAGE_BYTES} bytes are refused")
-        try:
-            with Image.open(f) as im:
-                im.load()
-                pil_images.append(im.copy())
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"cannot read image {f}: {exc}") from exc
+        with _open_image(f) as im:
+            headers.append((im.size, im.mode))
     if channels is None:
-        channels = 1 if all(im.mode in ("1", "L", "I", "F", "I;16") for im in pil_images) else 3
+        channels = 1 if all(mode in _GREY_MODES for _, mode in headers) else 3
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3; got {channels!r}")
-    mode = "L" if channels == 1 else "RGB"
-    target = (size, size) if size is not None else pil_images[0].size
-    arrays = []
-    for (f, _), im in zip(files, pil_images, strict=True):
-        im = im.convert(mode)
-        if im.size != target:
-            if size is None:
+    target = (size, size) if size is not None else headers[0][0]
+    if size is None:
+        for (f, _), (dims, _) in zip(files, headers, strict=True):
+            if dims != target:
                 raise DataError(
-                    f"{f} is {im.size[0]}x{im.size[1]} but the first image is {target[0]}x{target[1]}; "
+                    f"{f} is {dims[0]}x{dims[1]} but the first image is {target[0]}x{target[1]}; "
                     "pass a size to resize all images"
                 )
-            im = im.resize(target, Image.BILINEAR)
-        a = np.asarray(im, dtype=np.float32) / 255.0
-        arrays.append(a[None] if channels == 1 else a.transpose(2, 0, 1))
-    images = np.stack(arrays)
+    needed = len(files) * channels * target[0] * target[1] * 4
+    if needed > MAX_FOLDER_BYTES:
+        raise DataError(f"{root}: {len(files)} images of {target[0]}x{target[1]} x {channels} channels need "
+                        f"{needed >> 20} MiB as float32; the limit is {MAX_FOLDER_BYTES >> 20} MiB. Use fewer or "
+                        "smaller images")
+    images = np.empty((len(files), channels, target[1], target[0]), dtype=np.float32)
+    for i, (f, _) in enumerate(files):
+        with _open_image(f) as im:
+            try:
+                im.load()
+            except (OSError, ValueError) as exc:
+                raise DataError(f"cannot read image {f}: {exc}") from exc
+            a = _pixels(im, channels, f)
+        if a.shape[1:] != (target[1], target[0]):
+            a = _resize(a, target)
+        images[i] = a
     labels = np.array([label for _, label in files], dtype=np.int64)
     names = tuple(d.name for d in class_dirs)
     ident = hashlib.sha256(json.dumps([str(f.relative_to(root)) for f, _ in files]).encode()).hexdigest()[:8]
@@ -388,9 +447,9 @@ def load_cifar(
         raise DataError(f"CIFAR-{variant} folder {root} does not exist; expected the extracted python version")
     needed = [layout["meta"], *layout[split]]
     missing = [n for n in needed if not (root / n).is_file()]
-    if missing:
-        found = sorted(p.name for p in root.iterdir())[:10]
-        raise DataError(f"{root} lacks {', '.join(missing)} for CIFAR-{variant}; found {found}")
+    if missing:  # the folder's other contents are not listed: a served app must not show a visitor the disk
+        raise DataError(f"{root} lacks {', '.join(missing)} for CIFAR-{variant}; give the extracted python version's "
+                        f"folder ({'cifar-10-batches-py' if variant == 10 else 'cifar-100-python'})")
     meta = _read_pickle(root / layout["meta"])
     if layout["names"] not in meta:
         raise DataError(f"{root / layout['meta']} has no '{layout['names']}' entry; found keys {sorted(meta)}")
@@ -407,7 +466,12 @@ def load_cifar(
         labels.append(np.asarray(batch[layout["labels"]], dtype=np.int64))
         if sum(len(d) for d in data) >= max_images:
             break
-    x = np.concatenate(data)[:max_images].reshape(-1, 3, 32, 32).astype(np.float32) / 255.0
+    rows = np.concatenate(data)[:max_images]
+    if rows.dtype.kind not in "iub" or (rows.size and (rows.min() < 0 or rows.max() > 255)):
+        raise DataError(f"{root}: CIFAR pixels are bytes 0..255, but 'data' holds {rows.dtype} values from "
+                        f"{rows.min()} to {rows.max()}")
+    rows = rows.astype(np.uint8)
+    x = rows.reshape(-1, 3, 32, 32).astype(np.float32) / 255.0
     y = np.concatenate(labels)[:max_images]
     if len(y) != len(x):
         raise DataError(f"{root}: {len(x)} images but {len(y)} labels")
@@ -417,7 +481,7 @@ def load_cifar(
         images=torch.from_numpy(x),
         labels=y,
         class_names=names,
-        dataset_id=f"cifar{variant}-{split}-{_hash_arrays(x[:64], y)}-{len(y)}",
+        dataset_id=f"cifar{variant}-{split}-{_hash_arrays(rows, y)}-{len(y)}",
     )
 
 

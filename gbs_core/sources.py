@@ -25,7 +25,9 @@ from gbs_core.data import (
 )
 
 __all__ = ["DATA_KINDS", "DataSpec", "parse_data_spec", "analysis_data", "train_test", "clamp_samples",
-           "FOLDER_TEST_FRACTION"]
+           "FOLDER_TEST_FRACTION", "content_signature", "check_data_root", "DATA_ROOT_ENV"]
+
+DATA_ROOT_ENV = "GBS_DATA_ROOT"
 
 DATA_KINDS = {
     "digits-noise": "the bundled digits in noise (default)",
@@ -40,10 +42,12 @@ FOLDER_TEST_FRACTION = 0.3  # a folder's held-out part, when an experiment train
 
 @dataclass(frozen=True)
 class DataSpec:
-    """A data source: ``kind`` in :data:`DATA_KINDS`, ``path`` for the non-bundled ones."""
+    """A data source: ``kind`` in :data:`DATA_KINDS`, ``path`` for the non-bundled ones; ``signature`` (optional,
+    :func:`content_signature`) makes two specs of the same path differ when its content changed, for memo keys."""
 
     kind: str = DEFAULT_SOURCE
     path: str = ""
+    signature: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
@@ -83,6 +87,7 @@ def _images(spec: DataSpec, split: str) -> Dataset:
                         "(digits-noise, digits, folder:PATH, cifar10:PATH or cifar100:PATH)")
     if spec.bundled:
         return load_bundled(spec.kind, split)  # type: ignore[arg-type]
+    check_data_root(spec.path)
     if spec.kind == "folder":
         return load_image_folder(spec.path)
     return load_cifar(spec.path, variant=10 if spec.kind == "cifar10" else 100, split=split)  # type: ignore[arg-type]
@@ -112,3 +117,51 @@ def clamp_samples(data: Dataset, n: int | None, *, seed: int = 0) -> tuple[Datas
             f"N = {n} asked, but the data has {len(data)} samples: using all {len(data)}")
         return data, note
     return data.subsample(n, seed=seed), ""
+
+
+def content_signature(kind: str, path: str) -> str:
+    """A cheap fingerprint of what is at ``path`` now (every file's relative name, size and modification time), so
+    a cache keyed on it sees a folder or file changed in place; "" for the bundled sources and for a path that does
+    not exist (loading it then says why)."""
+    import hashlib
+    import os
+
+    if kind in BUNDLED_SOURCES or not path:
+        return ""
+    root = Path(path).expanduser()
+    h = hashlib.sha256()
+    try:
+        if root.is_file():
+            st = root.stat()
+            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+        elif root.is_dir():
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames.sort()
+                for name in sorted(filenames):
+                    st = os.stat(os.path.join(dirpath, name))
+                    rel = os.path.relpath(os.path.join(dirpath, name), root)
+                    h.update(f"{rel}:{st.st_size}:{st.st_mtime_ns};".encode())
+        else:
+            return ""
+    except OSError:
+        return ""
+    return h.hexdigest()[:16]
+
+
+def check_data_root(path: str) -> Path:
+    """``path`` resolved (links followed); when ``$GBS_DATA_ROOT`` is set (a served lab), it must lie inside that
+    folder: anything else is refused without saying what is there.
+
+    Raises
+    ------
+    DataError
+        The path is outside ``$GBS_DATA_ROOT``.
+    """
+    import os
+
+    resolved = Path(path).expanduser().resolve()
+    root = os.environ.get(DATA_ROOT_ENV)
+    if root and not resolved.is_relative_to(Path(root).expanduser().resolve()):
+        raise DataError(f"{path} is outside the data folder this server offers ({DATA_ROOT_ENV}); give a path inside "
+                        "it, or upload the file")
+    return resolved

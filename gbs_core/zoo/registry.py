@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import NamedTuple
 
@@ -164,10 +164,28 @@ def _read_manifest(folder: Path) -> dict:
         return json.load(fh)
 
 
+_REQUIRED = [f.name for f in fields(ZooEntry) if f.default is MISSING and f.default_factory is MISSING and f.name != "name"]
+
+
 def _all_entries() -> list[ZooEntry]:
+    """Every record of the zoo's manifest; a record that lacks a field or holds an unknown one raises CheckpointError
+    naming it (the manifest was edited by hand or is damaged)."""
     entries = []
-    for name, rec in _read_manifest(zoo_dir()).get("models", {}).items():
-        rec = dict(rec)
+    try:
+        models = _read_manifest(zoo_dir()).get("models", {})
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{zoo_dir() / 'manifest.json'} cannot be read ({exc}); restore it from the repository") \
+            from exc
+    known = {f.name for f in fields(ZooEntry)}
+    for name, rec in models.items():
+        rec = dict(rec) if isinstance(rec, dict) else {}
+        missing = [k for k in _REQUIRED if k not in rec]
+        unknown = sorted(set(rec) - known)
+        if missing or unknown or not isinstance(rec.get("sha256", ""), str):
+            raise CheckpointError(
+                f"{zoo_dir() / 'manifest.json'}: the entry {name!r} lacks {', '.join(missing) or 'nothing'}"
+                f"{' and has unknown ' + ', '.join(unknown) if unknown else ''}; every model needs its sha256 and "
+                "training record: restore manifest.json from the repository (or re-run zoo train)")
         rec["input_shape"] = tuple(rec.get("input_shape", (1, 16, 16)))
         entries.append(ZooEntry(name=name, **{k: v for k, v in rec.items() if k != "name"}))
     return entries
