@@ -292,7 +292,11 @@ def constant_layers(fs: analysis.FeatureSet) -> list[str]:
 
 
 def check_layers(fs_list: list[analysis.FeatureSet]) -> None:
-    """Raise a DashboardError naming every constant layer, with what to change."""
+    """Warn about degenerate data (one class; :func:`~gbs_core.analysis.data_warnings`) and raise a DashboardError
+    naming every constant layer, with what to change."""
+    for fs in fs_list:
+        for text in analysis.data_warnings(fs):
+            st.warning(text[0].upper() + text[1:], icon=":material/warning:")
     bad = [(fs.name, layer) for fs in fs_list for layer in constant_layers(fs)]
     if bad:
         names = ", ".join(f"{layer!r} of {model}" for model, layer in bad)

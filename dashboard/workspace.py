@@ -97,33 +97,49 @@ def _save(key: str) -> None:
     st.session_state[_STORE][key] = st.session_state[key]
 
 
-def _from_url(key: str, default):
-    """The query parameter ``key`` parsed like ``default`` (int, bool, list or str); ``default`` when absent or bad."""
+_NOTICES = "ws_url_notices"  # what was dropped from the URL, said once in the sidebar
+
+
+def _from_url(key: str, default, bounds: tuple[int, int] | None = None):
+    """The query parameter ``key`` parsed like ``default`` (int, bool, list or str) and checked against the widget's
+    ``bounds``; a value that does not parse or lies outside them is dropped (``default``) with a notice, and the URL
+    is rewritten without it."""
     if key not in st.query_params:
         return default
     if isinstance(default, list):
         return [v for v in st.query_params.get_all(key) if v != ""]
     raw = st.query_params[key]
-    try:
-        if isinstance(default, bool):
-            return raw.lower() in ("1", "true", "yes")
-        if isinstance(default, int):
-            return int(raw)
-    except ValueError:
-        return default
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes")
+    if isinstance(default, int):
+        try:
+            value = int(raw)
+        except ValueError:
+            value = None
+        if value is None or (bounds is not None and not bounds[0] <= value <= bounds[1]):
+            allowed = f" (allowed: {bounds[0]} to {bounds[1]:,})" if bounds else ""
+            st.session_state.setdefault(_NOTICES, []).append(
+                f"The link's {key}={raw[:40]!r} is not valid{allowed}; using {default} instead.")
+            return default
+        return value
     return raw
 
 
-def _state(key: str, default, *, share: bool = True, options: list | None = None) -> dict:
-    """Widget keyword arguments that tie widget ``key`` to the store; its first value comes from the URL or default."""
+def _state(key: str, default, *, share: bool = True, options: list | None = None,
+           bounds: tuple[int, int] | None = None) -> dict:
+    """Widget keyword arguments that tie widget ``key`` to the store; its first value comes from the URL (checked
+    against ``options`` or ``bounds``, the widget's own limits) or ``default``."""
     store = st.session_state.setdefault(_STORE, {})
     if key not in store:
-        store[key] = _from_url(key, default) if share else default
+        store[key] = _from_url(key, default, bounds) if share else default
     value = store[key]
     if options is not None:  # a stale or hand-edited value must not break the widget
         if isinstance(default, list):
             value = [v for v in value if v in options]
         elif value not in options:
+            if share and key in st.query_params and st.query_params.get(key) == value:
+                st.session_state.setdefault(_NOTICES, []).append(
+                    f"The link's {key}={str(value)[:40]!r} is not one of the choices; using {default} instead.")
             value = default
     st.session_state[key] = store[key] = value
     if share:
@@ -165,10 +181,10 @@ def _data_widgets() -> DataChoice:
         1,
         MAX_SAMPLES,
         step=50,
-        **_state("n", 500),
+        **_state("n", 500, bounds=(1, MAX_SAMPLES)),
         help="Stratified by class; the graphs and metrics use all N samples.",
     )
-    seed = c2.number_input("Seed", 0, 2**31 - 1, **_state("seed", 0), help="Seeds the subsample and the layouts.")
+    seed = c2.number_input("Seed", 0, 2**31 - 1, **_state("seed", 0, bounds=(0, 2**31 - 1)), help="Seeds the subsample and the layouts.")
     used, note = cached.sample_count(source, path, int(n))
     if note:
         st.caption(note)
@@ -226,6 +242,9 @@ def _checkpoint_widgets(data: DataChoice, adapter: AdapterChoice) -> list[ModelS
             f"Weights file ({', '.join(WEIGHT_SUFFIXES)}; at most {MAX_UPLOAD_MB} MiB)",
             type=[s.lstrip(".") for s in WEIGHT_SUFFIXES],
             key="ckpt_file",
+            max_upload_size=MAX_UPLOAD_MB,
+            help=f"A file over {MAX_UPLOAD_MB} MiB is refused by the browser before it is sent (a red mark on the "
+            "file): save the state_dict in half precision (model.half().state_dict()) or drop unused tensors.",
         )
         if st.button("Add checkpoint", key="ckpt_add", disabled=upload is None or not arch) and upload is not None:
             _add_checkpoint(upload, arch, data, adapter)
@@ -296,7 +315,7 @@ def _adapter_widgets() -> AdapterChoice:
     with st.expander("Input adapter", expanded=False):
         st.caption("How images reach each model: channels are matched (grey repeated to RGB, RGB averaged to grey), "
                    "images resized and normalised as the model's family expects. Shown under **Models**.")
-        size = st.number_input("Image size (0: automatic)", 0, 1024, step=8, **_state("in_size", 0),
+        size = st.number_input("Image size (0: automatic)", 0, 1024, step=8, **_state("in_size", 0, bounds=(0, 1024)),
                                help="Automatic: a zoo model's own size; the data's size (at least 32) for "
                                "torchvision and timm models.")
         norm = st.radio("Normalisation", ["auto", "none", "imagenet"], horizontal=True,
@@ -356,14 +375,14 @@ def show() -> Workspace:
             "k (modularity)",
             1,
             1000,
-            **_state("k", 3),
+            **_state("k", 3, bounds=(1, 1000)),
             help="Neighbours per sample in the kNN graph used for modularity and the sample graph.",
         )
         km = c2.number_input(
             "k (motifs)",
             1,
             1000,
-            **_state("km", 5),
+            **_state("km", 5, bounds=(1, 1000)),
             help="Neighbours per sample in the kNN graph whose triangles are counted.",
         )
         pool = st.checkbox(
@@ -377,6 +396,10 @@ def show() -> Workspace:
             horizontal=True,
             **_state("img", "png", share=False, options=["png", "svg"]),
         )
+    if cached.disk_cache().disabled:  # said on every page: results are recomputed after each restart
+        st.sidebar.warning(cached.disk_cache().problem, icon=":material/database_off:")
+    for notice in st.session_state.pop(_NOTICES, []):
+        st.sidebar.warning(notice, icon=":material/link_off:")
     _write_url()
     if data.source == "npz":
         adapter = AdapterChoice()

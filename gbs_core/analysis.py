@@ -100,6 +100,24 @@ def feature_set(
                       predictions, data.class_names)
 
 
+def data_warnings(fs: FeatureSet) -> list[str]:
+    """What makes a feature set's class-based numbers meaningless or fragile, in words (empty when nothing does):
+    one class only (Q = 0 at every layer, so every layer looks prunable), or a class with a single sample."""
+    counts = np.bincount(fs.labels, minlength=len(fs.class_names))
+    present = counts[counts > 0]
+    out = []
+    if len(present) < 2:
+        name = fs.class_names[int(np.argmax(counts))] if len(counts) else "?"
+        out.append(f"all {fs.n_samples} samples of {fs.name} are of one class ({name!r}): modularity is 0 at every "
+                   "layer, every layer looks prunable and the motif fractions are trivial. Use data with at least "
+                   "two classes.")
+    elif present.min() < 2:
+        lonely = [fs.class_names[i] for i in np.flatnonzero(counts == 1)][:5]
+        out.append(f"class(es) {', '.join(map(repr, lonely))} of {fs.name} have a single sample: their communities "
+                   "cannot form. Raise N or merge the classes.")
+    return out
+
+
 def feature_set_from_arrays(
     name: str,
     features: Mapping[str, np.ndarray],
@@ -247,7 +265,8 @@ def layer_similarity(
     """Layer x layer similarity (``similarity_matrix``) within one model or between two on the same samples.
 
     ``metric="minibatch_cka"`` streams linear CKA with the unbiased HSIC over minibatches (:class:`MinibatchCKA`):
-    keywords ``batch_size`` (default 128; a last batch of fewer than 4 samples joins the previous one) and ``seed``
+    keywords ``batch_size`` (default 128: the most samples per batch; the batches are equal, see
+    :func:`minibatch_batches`) and ``seed``
     (default 0; the samples are shuffled once before batching). Any other metric goes to ``similarity_matrix``.
 
     Returns an array of shape (len(fs_a.layers), len(fs_b.layers)), cached as a whole.
@@ -262,6 +281,8 @@ def layer_similarity(
     other = fs_b or fs_a
     key = {"kind": "similarity", "metric": metric, "params": dict(sorted(metric_kwargs.items())),
            "a": fs_a.key("features", layers=fs_a.layers), "b": other.key("features", layers=other.layers)}
+    if metric == "minibatch_cka":
+        key["batching"] = "equal"  # earlier entries averaged a smaller last batch with the same weight
 
     def compute():
         if progress is not None:
@@ -278,20 +299,35 @@ def layer_similarity(
     return matrix
 
 
-def _minibatch_cka(fs_a: FeatureSet, fs_b: FeatureSet | None, *, batch_size: int = 128, seed: int = 0) -> np.ndarray:
+def minibatch_batches(n: int, batch_size: int) -> tuple[int, int]:
+    """(number of batches, samples per batch) of minibatch CKA on ``n`` samples with batches of at most
+    ``batch_size``: ``ceil(n / batch_size)`` equal batches of ``floor(n / that)`` samples, so every batch weighs the
+    same in the mean HSIC, as in Nguyen et al.'s accumulator (the ``n mod batches`` left over, at most one per batch,
+    are left out; at N = 500 and 128: 4 batches of 125, none left out).
+
+    Raises
+    ------
+    ValueError
+        Fewer than 4 samples, or a batch size below 4 (debiased HSIC needs 4 per batch).
+    """
     if batch_size < 4:
         raise ValueError(f"batch_size is {batch_size}; minibatch CKA needs at least 4 samples per batch")
-    n = fs_a.n_samples
     if n < 4:
         raise ValueError(f"{n} samples; minibatch CKA needs at least 4")
-    order = np.random.default_rng(seed).permutation(n)
-    starts = list(range(0, n, batch_size))
-    if len(starts) > 1 and n - starts[-1] < 4:
-        starts.pop()
-    bounds = [*starts[1:], n]
+    count = -(-n // batch_size)
+    size = n // count
+    while size < 4:  # e.g. n = 9 with batch_size 4: 3 batches of 3 would be too small
+        count -= 1
+        size = n // count
+    return count, size
+
+
+def _minibatch_cka(fs_a: FeatureSet, fs_b: FeatureSet | None, *, batch_size: int = 128, seed: int = 0) -> np.ndarray:
+    count, size = minibatch_batches(fs_a.n_samples, batch_size)
+    order = np.random.default_rng(seed).permutation(fs_a.n_samples)
     acc = MinibatchCKA()
-    for start, stop in zip(starts, bounds, strict=True):
-        idx = order[start:stop]
+    for b in range(count):
+        idx = order[b * size:(b + 1) * size]
         acc.update({k: v[idx] for k, v in fs_a.features.items()},
                    None if fs_b is None else {k: v[idx] for k, v in fs_b.features.items()})
     return acc.compute()

@@ -353,7 +353,14 @@ def analyze(ctx, model, out, data_text, n_samples, split, seed, layer_list, pool
     MODEL): modularity curve and prunable layers, layer x layer similarity
     matrices (CKA, GBS, ...), triangle motif profile. Writes modularity.csv, prunable.json, similarity_<metric>.csv,
     motifs.csv, summary.json (and modularity.html, similarity_<metric>.html, motifs.html with --html)."""
-    from gbs_core.analysis import feature_set, layer_similarity, modularity_by_layer, modularity_table, motifs_by_layer
+    from gbs_core.analysis import (
+        data_warnings,
+        feature_set,
+        layer_similarity,
+        modularity_by_layer,
+        modularity_table,
+        motifs_by_layer,
+    )
     from gbs_core.metrics import SIMILARITY_METRICS
 
     metric_list = _csv_list(metrics) or []
@@ -380,6 +387,8 @@ def analyze(ctx, model, out, data_text, n_samples, split, seed, layer_list, pool
         if loaded is not None:
             _say(f"{label}: features of {len(data)} images of {data.dataset_id}")
             fs = feature_set(loaded, data, _csv_list(layer_list), pool=pool, cache=cache)
+        for text in data_warnings(fs):
+            _say(f"warning: {text}")
         curve = modularity_by_layer(fs, k=k, n_batches=n_batches, seed=seed, cache=cache,
                                     progress=_fraction_printer("modularity"))
         table = modularity_table(curve, threshold=threshold)

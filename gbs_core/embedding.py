@@ -65,7 +65,7 @@ def embed_2d(
     Raises
     ------
     ValueError
-        ``X`` not a finite 2-D array, fewer than 3 samples for UMAP (2 for PCA), unknown ``method``, bad ``seed`` or
+        ``X`` not a finite 2-D array, fewer than 4 samples for UMAP (checked before any work; 2 for PCA), unknown ``method``, bad ``seed`` or
         ``n_neighbors``.
 
     Examples
@@ -81,7 +81,8 @@ def embed_2d(
         Xt = as_matrix(X, "X", device=resolve_device(device, X), min_samples=2, why="PCA needs at least 2")
         return _pca_2d(Xt)
     n_neighbors = check_positive_int(n_neighbors, "n_neighbors", minimum=2)
-    Xt = as_matrix(X, "X", device=torch.device("cpu"), min_samples=3, why="UMAP needs at least 3")
+    Xt = as_matrix(X, "X", device=torch.device("cpu"), min_samples=4,
+                   why="UMAP needs at least 4 (its spectral start); use PCA for fewer")
     import umap  # lazy: seconds to import
 
     reducer = umap.UMAP(

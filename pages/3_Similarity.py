@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dashboard import cached, errors, widgets, workspace
-from gbs_core import figures
+from gbs_core import analysis, figures
 
 st.set_page_config(page_title="Similarity · GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
 ws = workspace.show()
@@ -36,7 +36,13 @@ if cka == "RBF":
         "RBF sigma as a fraction of the median distance", 0.1, 2.0, 0.4, 0.1, key="sim_sigma", persist_state="session"
     )
 if cka == "minibatch":
-    params["batch_size"] = st.number_input("Minibatch size", 4, 10_000, 128, key="sim_batch", persist_state="session")
+    params["batch_size"] = st.number_input("Minibatch size (at most)", 4, 10_000, 128, key="sim_batch",
+                                           persist_state="session")
+    with errors.guard("plan the minibatches"):
+        count, size = analysis.minibatch_batches(fs_list[0].n_samples, int(params["batch_size"]))
+    left_out = fs_list[0].n_samples - count * size
+    st.caption(f"Minibatch CKA: {count} equal batches of {size} samples (unbiased HSIC averaged over batches, as in "
+               f"Nguyen et al. 2021){f'; {left_out} samples left out so that the batches are equal' if left_out else ''}.")
 
 fs_a, fs_b = fs_list[names.index(row_name)], fs_list[names.index(col_name)]
 left, right = st.columns(2)

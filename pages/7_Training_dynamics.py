@@ -42,7 +42,8 @@ if model == OWN:
     uploads = st.file_uploader(f"Weights files in training order (at most {workspace.MAX_UPLOAD_MB} MiB each; "
                                "the number after 'ep' in a name is its epoch)",
                                type=[s.lstrip(".") for s in WEIGHT_SUFFIXES], accept_multiple_files=True,
-                               key="dyn_files")
+                               key="dyn_files", max_upload_size=workspace.MAX_UPLOAD_MB,
+                               help="A larger file is refused by the browser before it is sent (a red mark on it).")
     if len(uploads or []) < 2 or not arch:
         st.info("Name the architecture and upload at least two checkpoints of it.")
         st.stop()

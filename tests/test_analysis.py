@@ -90,3 +90,47 @@ def test_feature_set_from_arrays_identity():
     three = feature_set_from_arrays("x", {**feats, "a": feats["a"] + 1}, labels)
     assert three.model_id != one.model_id
     assert one.class_names == ("0", "1")
+
+
+def _hsic_unbiased(K: np.ndarray, L: np.ndarray) -> float:
+    """Song et al.'s unbiased HSIC_1, written out naively (an independent check of the streaming accumulator)."""
+    n = len(K)
+    K, L = K.copy(), L.copy()
+    np.fill_diagonal(K, 0.0)
+    np.fill_diagonal(L, 0.0)
+    one = np.ones(n)
+    return float((np.trace(K @ L) + (one @ K @ one) * (one @ L @ one) / ((n - 1) * (n - 2))
+                  - 2 / (n - 2) * one @ K @ L @ one) / (n * (n - 3)))
+
+
+def test_minibatch_batches_are_equal():
+    from gbs_core.analysis import minibatch_batches
+
+    assert minibatch_batches(500, 128) == (4, 125)
+    assert minibatch_batches(501, 128) == (4, 125)  # one sample left out
+    assert minibatch_batches(512, 128) == (4, 128)
+    assert minibatch_batches(9, 4) == (2, 4)  # three batches of 3 would be below the minimum of 4
+    assert minibatch_batches(100, 1000) == (1, 100)
+
+
+def test_minibatch_cka_equals_the_reference_accumulator_with_equal_batches():
+    """At N = 500 and batches of at most 128, the page's number is the mean over 4 equal batches of 125 (the
+    reference's), not a mean that weighs a last batch of 116 like the others."""
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(5), 100)
+    X = rng.normal(size=(500, 12)) + labels[:, None]
+    Y = np.tanh(X @ rng.normal(size=(12, 7))) + 0.3 * rng.normal(size=(500, 7))
+    X, Y = X.astype(np.float32).astype(np.float64), Y.astype(np.float32).astype(np.float64)  # what the set stores
+    fs = feature_set_from_arrays("m", {"x": X, "y": Y}, labels)
+    got = layer_similarity(fs, metric="minibatch_cka", batch_size=128, seed=5)[0, 1]
+    order = np.random.default_rng(5).permutation(500)
+    xy = xx = yy = 0.0
+    for b in range(4):
+        idx = order[b * 125:(b + 1) * 125]
+        Xc = X[idx] - X[idx].mean(0)
+        Yc = Y[idx] - Y[idx].mean(0)
+        K, L = Xc @ Xc.T, Yc @ Yc.T
+        xy += _hsic_unbiased(K, L)
+        xx += _hsic_unbiased(K, K)
+        yy += _hsic_unbiased(L, L)
+    assert got == pytest.approx(xy / np.sqrt(xx * yy), abs=1e-9)
