@@ -39,7 +39,8 @@ from gbs_core.data import (
 )
 from gbs_core.pipeline import AdapterChoice, LoadedModel, ModelSpec
 from gbs_core.pipeline import load_model as _core_load_model
-from gbs_core.sources import check_data_root, clamp_samples, content_signature
+from gbs_core.sources import check_data_root, clamp_samples
+from gbs_core.sources import content_signature as _content_signature
 from gbs_core.zoo import list_zoo
 from gbs_core.zoo.registry import TRAINING_DATA
 
@@ -137,6 +138,13 @@ def bundled(source: str = DEFAULT_SOURCE, split: str = "test") -> Dataset:
         class_names=tuple(meta["class_names"]),
         dataset_id=meta["dataset_id"],
     )
+
+
+@st.cache_data(ttl=2, show_spinner=False, max_entries=16)
+def content_signature(source: str, path: str) -> str:
+    """:func:`gbs_core.sources.content_signature`, memoised for 2 s: one script run asks for it from the sidebar,
+    the layer lists and every feature set, and it walks the whole folder; a change is still seen at the next run."""
+    return _content_signature(source, path)
 
 
 def full_dataset(source: str, path: str) -> Dataset:

@@ -23,7 +23,7 @@ from gbs_core.experiments.sanity import SanityResult, run_zoo_sanity_check
 from gbs_core.experiments.stitching import StitchResult, run_stitching
 from gbs_core.experiments.transfer import TransferResult, run_transfer
 from gbs_core.pipeline import AdapterChoice, LoadedModel, ModelSpec
-from gbs_core.sources import DataSpec, analysis_data, clamp_samples, content_signature, train_test
+from gbs_core.sources import DataSpec, analysis_data, clamp_samples, train_test
 from gbs_core.zoo.registry import training_source_of
 from gbs_core.zoo.train import TrainConfig
 
@@ -54,7 +54,7 @@ def data_for(ws, spec: ModelSpec | None = None) -> DataSpec:
     if not d.path:
         raise DashboardError("Enter the **Path** of the data folder in the sidebar.")
     kind = {"image_folder": "folder"}.get(d.source, d.source)
-    return DataSpec(kind, d.path, content_signature(kind, d.path))  # memos see a folder changed in place
+    return DataSpec(kind, d.path, cached.content_signature(kind, d.path))  # memos see a changed folder
 
 
 def data_caption(spec: DataSpec) -> str:
@@ -74,12 +74,9 @@ def loaded(spec: ModelSpec, data: Dataset, adapter: AdapterChoice | None) -> Loa
     return cached.load_model(spec, tuple(data.input_shape), data.n_classes, adapter)
 
 
-def _split(spec: DataSpec, seed: int = 0) -> tuple[Dataset, Dataset]:
-    return _split_at(spec, seed, content_signature(spec.kind, spec.path))
-
-
 @st.cache_resource(show_spinner="Loading data...", max_entries=4)
-def _split_at(spec: DataSpec, seed: int, signature: str) -> tuple[Dataset, Dataset]:
+def _split(spec: DataSpec, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """The (train, test) parts of ``spec``, memoised on the spec (whose signature names the content)."""
     if spec.bundled:
         return cached.bundled(spec.kind, "train"), cached.bundled(spec.kind, "test")
     return train_test(spec, seed=seed)
@@ -88,12 +85,13 @@ def _split_at(spec: DataSpec, seed: int, signature: str) -> tuple[Dataset, Datas
 def held_out(spec: DataSpec, n: int, seed: int = 0) -> Dataset:
     """``n`` samples (stratified, seeded; all when there are fewer) of the data the analyses look at: the held-out
     split of the bundled sources and CIFAR, every image of a folder."""
-    data = cached.bundled(spec.kind, "test") if spec.bundled else _analysis(spec, content_signature(spec.kind, spec.path))
+    data = cached.bundled(spec.kind, "test") if spec.bundled else _analysis(spec)
     return clamp_samples(data, n, seed=seed)[0]
 
 
 @st.cache_resource(show_spinner="Loading data...", max_entries=4)
-def _analysis(spec: DataSpec, signature: str) -> Dataset:
+def _analysis(spec: DataSpec) -> Dataset:
+    """What the analyses look at of ``spec``, memoised on the spec (whose signature names the content)."""
     return analysis_data(spec)
 
 

@@ -97,6 +97,7 @@ def _save(key: str) -> None:
     st.session_state[_STORE][key] = st.session_state[key]
 
 
+N_RANGE, SEED_RANGE, K_RANGE, SIZE_RANGE = (1, MAX_SAMPLES), (0, 2**31 - 1), (1, 1000), (0, 1024)
 _NOTICES = "ws_url_notices"  # what was dropped from the URL, said once in the sidebar
 
 
@@ -178,13 +179,12 @@ def _data_widgets() -> DataChoice:
     c1, c2 = st.columns(2)
     n = c1.number_input(
         "Samples N",
-        1,
-        MAX_SAMPLES,
+        *N_RANGE,
         step=50,
-        **_state("n", 500, bounds=(1, MAX_SAMPLES)),
+        **_state("n", 500, bounds=N_RANGE),
         help="Stratified by class; the graphs and metrics use all N samples.",
     )
-    seed = c2.number_input("Seed", 0, 2**31 - 1, **_state("seed", 0, bounds=(0, 2**31 - 1)), help="Seeds the subsample and the layouts.")
+    seed = c2.number_input("Seed", *SEED_RANGE, **_state("seed", 0, bounds=SEED_RANGE), help="Seeds the subsample and the layouts.")
     used, note = cached.sample_count(source, path, int(n))
     if note:
         st.caption(note)
@@ -315,7 +315,7 @@ def _adapter_widgets() -> AdapterChoice:
     with st.expander("Input adapter", expanded=False):
         st.caption("How images reach each model: channels are matched (grey repeated to RGB, RGB averaged to grey), "
                    "images resized and normalised as the model's family expects. Shown under **Models**.")
-        size = st.number_input("Image size (0: automatic)", 0, 1024, step=8, **_state("in_size", 0, bounds=(0, 1024)),
+        size = st.number_input("Image size (0: automatic)", *SIZE_RANGE, step=8, **_state("in_size", 0, bounds=SIZE_RANGE),
                                help="Automatic: a zoo model's own size; the data's size (at least 32) for "
                                "torchvision and timm models.")
         norm = st.radio("Normalisation", ["auto", "none", "imagenet"], horizontal=True,
@@ -373,16 +373,14 @@ def show() -> Workspace:
         c1, c2 = st.columns(2)
         kq = c1.number_input(
             "k (modularity)",
-            1,
-            1000,
-            **_state("k", 3, bounds=(1, 1000)),
+            *K_RANGE,
+            **_state("k", 3, bounds=K_RANGE),
             help="Neighbours per sample in the kNN graph used for modularity and the sample graph.",
         )
         km = c2.number_input(
             "k (motifs)",
-            1,
-            1000,
-            **_state("km", 5, bounds=(1, 1000)),
+            *K_RANGE,
+            **_state("km", 5, bounds=K_RANGE),
             help="Neighbours per sample in the kNN graph whose triangles are counted.",
         )
         pool = st.checkbox(

@@ -64,9 +64,13 @@ def _adapter(ctx: click.Context):
 def _load(text: str, data=None, ctx: click.Context | None = None):
     """The model MODEL names, shaped for ``data`` (a Dataset; default the bundled digits' shape), saying its adapter
     and notes on stderr."""
+    return _load_spec(parse_model_spec(text), data, ctx)
+
+
+def _load_spec(spec, data=None, ctx: click.Context | None = None):
+    """:func:`_load` of a ModelSpec."""
     from gbs_core.pipeline import load_model
 
-    spec = parse_model_spec(text)
     ctx = ctx or click.get_current_context()
     shape = tuple(data.input_shape) if data is not None else (1, 16, 16)
     classes = data.n_classes if data is not None else 10
@@ -588,7 +592,7 @@ def sanity_check(ctx, out, models, family, n_samples, data_text, pool, layer_lis
         result = run_zoo_sanity_check(specs, n_samples=n_samples, pool=pool, layers=_csv_list(layer_list),
                                       metrics=_csv_list(metrics), data=data, cache=_cache(ctx),
                                       progress=_fraction_printer("sanity check"),
-                                      load=lambda spec: _load(spec_text(spec), data, ctx))
+                                      load=lambda spec: _load_spec(spec, data, ctx))
     except (KeyError, ValueError) as exc:
         raise click.ClickException(str(exc).strip("'\"")) from exc
     if not (0 <= a < len(result.models) and 0 <= b < len(result.models) and a != b):
@@ -611,15 +615,6 @@ def sanity_check(ctx, out, models, family, n_samples, data_text, pool, layer_lis
                 S, result.layers, pred, title=f"{key}: {result.models[a]} (rows) vs {result.models[b]} (columns)"))
     _write_json(out / "sanity.json", result.to_dict())
     click.echo(result.table()[["index", "ours_pct", "paper_pct"]].to_string(index=False))
-
-
-def spec_text(spec) -> str:
-    """The command-line spelling of a ModelSpec (the inverse of :func:`parse_model_spec`)."""
-    if spec.source == "zoo":
-        return spec.name
-    if spec.source in ("torchvision", "timm"):
-        return f"{spec.source}:{spec.name}:{spec.seed}"
-    return f"checkpoint:{spec.name}:{spec.checkpoint}"
 
 
 @main.command()
@@ -661,7 +656,7 @@ def dynamics(ctx, model, out, files, epoch_list, data_text, n_samples, seed, lay
         _say(f"{plan.name}: {len(plan.checkpoints)} checkpoints on {len(data)} images of {data.dataset_id}")
         result = run_dynamics(plan, data, layers=_csv_list(layer_list), pool=pool, k=k, n_batches=n_batches,
                               motif_k=motif_k, seed=seed, cache=_cache(ctx), progress=_fraction_printer("dynamics"),
-                              load=lambda spec: _load(spec_text(spec), data, ctx))
+                              load=lambda spec: _load_spec(spec, data, ctx))
     except (KeyError, ValueError) as exc:
         raise click.ClickException(str(exc).strip("'\"")) from exc
     import pandas as pd
