@@ -383,26 +383,17 @@ def knn_graph(fs, layer: str, *, k: int) -> sp.csr_array:
     return _knn_graph(fs, fs_key(fs), layer, int(k))
 
 
-def _graph_layout(fs, layer: str, k: int, nodes: np.ndarray, seed: int) -> np.ndarray:
-    """:func:`graph_view.force_layout` of the drawn subgraph, through the disk cache (it costs about a second)."""
-    key = fs.key("graph_layout", layer=layer, k=int(k), nodes=nodes.tolist(), seed=int(seed), method="forceatlas2")
-    arrays, _ = disk_cache().get_or_compute(
-        key, lambda: {"xy": graph_view.force_layout(knn_graph(fs, layer, k=k), nodes, seed=seed)}
-    )
-    return arrays["xy"]
-
-
 @st.cache_data(show_spinner=False, max_entries=128)
 def _graph_html(_fs, key: FsKey, layer: str, k: int, max_nodes: int, seed: int) -> tuple[str, int]:
     with _progress(f"Laying out the kNN graph of {layer}") as bar:
-        nodes = graph_view.stratified_nodes(_fs.labels, max_nodes, seed=seed)
+        nodes, xy = analysis.layer_graph_layout(_fs, layer, k=k, max_nodes=max_nodes, seed=seed, cache=disk_cache())
         html = graph_view.graph_html(
             knn_graph(_fs, layer, k=k),
             _fs.labels,
             _fs.class_names,
             nodes=nodes,
             predictions=_fs.predictions,
-            positions=_graph_layout(_fs, layer, k, nodes, seed),
+            positions=xy,
             title=f"{_fs.name}: {layer} (k = {k})",
             seed=seed,
         )

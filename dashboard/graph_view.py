@@ -17,13 +17,13 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import networkx as nx
 import numpy as np
 import pyvis
 import scipy.sparse as sp
 from pyvis.network import Network
 
 from gbs_core.figures import class_colors
+from gbs_core.graph_layout import MAX_NODES, force_layout, stratified_nodes
 
 __all__ = [
     "MAX_NODES",
@@ -37,7 +37,6 @@ __all__ = [
     "external_references",
 ]
 
-MAX_NODES = 1000
 # the vis-network build that pyvis inlines (``cdn_resources="in_line"``); the dashboard serves the same two files
 VIS_NETWORK_DIR = Path(pyvis.__file__).parent / "templates" / "lib" / "vis-9.1.2"
 VIS_NETWORK_FILES = ("vis-network.min.js", "vis-network.css")
@@ -64,45 +63,6 @@ _OPTIONS_FIXED = """{
   "physics": {"enabled": false},
   "layout": {"randomSeed": %d, "improvedLayout": false}
 }"""
-
-
-def stratified_nodes(labels: np.ndarray, max_nodes: int, *, seed: int = 0) -> np.ndarray:
-    """Indices of at most ``max_nodes`` samples, each class in proportion to its size (sorted; all when few enough)."""
-    labels = np.asarray(labels)
-    n = labels.size
-    if n <= max_nodes:
-        return np.arange(n)
-    rng = np.random.default_rng(seed)
-    classes, counts = np.unique(labels, return_counts=True)
-    quota = np.floor(counts * max_nodes / n).astype(int)
-    leftover = max_nodes - quota.sum()
-    quota[np.argsort(-(counts * max_nodes / n - quota), kind="stable")[:leftover]] += 1
-    picked = [
-        rng.choice(np.flatnonzero(labels == c), size=q, replace=False) for c, q in zip(classes, quota, strict=True)
-    ]
-    return np.sort(np.concatenate(picked))
-
-
-def force_layout(
-    adjacency: sp.csr_array, nodes: np.ndarray | None = None, *, seed: int = 0, max_iter: int = 100
-) -> np.ndarray:
-    """Positions ``(len(nodes), 2)``, in screen pixels, of the subgraph of ``adjacency`` induced by ``nodes``.
-
-    ForceAtlas2 (``networkx.forceatlas2_layout``, unweighted, gravity 1: the same family of forces vis-network used
-    in the browser), seeded, so the same graph is always drawn the same way. Centred on 0 and scaled so the larger
-    side spans ``40 * sqrt(len(nodes))`` pixels (vis-network zooms to fit). An empty ``nodes`` gives ``(0, 2)``.
-    """
-    A = sp.csr_array(adjacency)
-    nodes = np.arange(A.shape[0]) if nodes is None else np.asarray(nodes)
-    m = len(nodes)
-    if m == 0:
-        return np.zeros((0, 2))
-    graph = nx.from_scipy_sparse_array(A[nodes][:, nodes])
-    pos = nx.forceatlas2_layout(graph, seed=int(seed), max_iter=int(max_iter))
-    xy = np.array([pos[i] for i in range(m)], dtype=float)
-    xy -= (xy.max(axis=0) + xy.min(axis=0)) / 2
-    span = float(np.ptp(xy, axis=0).max())
-    return xy * (40 * np.sqrt(m) / span) if span > 0 else xy
 
 
 def link_vis_network(page: str, base_url: str) -> str:

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from gbs_core.cache import DiskCache
 from gbs_core.data import Dataset
 from gbs_core.embedding import embed_2d
+from gbs_core.graph_layout import MAX_NODES, force_layout, stratified_nodes
 from gbs_core.graphs import knn_graph
 from gbs_core.metrics import MinibatchCKA, modularity_curve, prunable_layers, similarity_matrix, triangle_motifs
 from gbs_core.metrics.modularity import PAPER_PRUNE_THRESHOLD
@@ -28,6 +29,7 @@ __all__ = [
     "FeatureSet",
     "feature_set",
     "feature_set_from_arrays",
+    "layer_graph_layout",
     "layer_knn_graph",
     "modularity_by_layer",
     "modularity_table",
@@ -170,6 +172,17 @@ def layer_knn_graph(fs: FeatureSet, layer: str, *, k: int, cache: DiskCache | No
 
     arrays = _cached(cache, fs.key("knn_graph", layer=layer, k=int(k)), compute)
     return sp.csr_array((arrays["data"], arrays["indices"], arrays["indptr"]), shape=tuple(arrays["shape"]))
+
+
+def layer_graph_layout(fs: FeatureSet, layer: str, *, k: int, max_nodes: int = MAX_NODES, seed: int = 0,
+                       cache: DiskCache | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The samples drawn in one layer's kNN graph (at most ``max_nodes``, stratified by class) and their ForceAtlas2
+    positions ``(len(nodes), 2)``, cached: the dashboard's graph and the report's read the same entry."""
+    nodes = stratified_nodes(fs.labels, max_nodes, seed=seed)
+    key = fs.key("graph_layout", layer=layer, k=int(k), nodes=nodes.tolist(), seed=int(seed), method="forceatlas2")
+    arrays = _cached(cache, key, lambda: {"xy": force_layout(layer_knn_graph(fs, layer, k=k, cache=cache), nodes,
+                                                               seed=seed)})
+    return nodes, arrays["xy"]
 
 
 def modularity_by_layer(

@@ -1,18 +1,25 @@
-"""Plotly figures of GBS Explorer: the dashboard's charts and the command line's ``--html`` output share them.
+"""Plotly figures of GBS Explorer: the dashboard's charts, the command line's figures and the report share them.
 
 Plain plotly (no Streamlit): each function takes result tables or arrays and returns a ``plotly.graph_objects.Figure``;
-it computes nothing beyond layout. Class colours are shared with the graph view so a class has the same colour in the
-scatter and in the graph. ``plotly_config`` sets the toolbar's camera button to export PNG or SVG.
+it computes nothing beyond layout. One look everywhere: the ``"gbs"`` template (registered here), titles in words
+(:func:`metric_title`), the settings in a subtitle (:func:`stamp`), the legend in its own band below the plot (so a
+static export never clips it or lays it over an axis title), and every layer x layer heatmap with the first layer at
+the top left, as in the CKA paper. Class colours are shared with the graph view so a class has the same colour in the
+scatter and in the graph. ``plotly_config`` sets the toolbar's camera button to export PNG or SVG under a file name
+that records the settings (:func:`file_stem`).
 """
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
+import scipy.sparse as sp
 from plotly.colors import qualitative
 
 __all__ = [
@@ -34,7 +41,13 @@ __all__ = [
     "stitching_heatmap",
     "stitching_scatter",
     "transfer_figure",
+    "sample_graph",
+    "metric_title",
+    "settings_text",
+    "file_stem",
+    "stamp",
     "MOTIF_LABELS",
+    "TEMPLATE",
 ]
 
 MOTIF_LABELS = {
@@ -47,6 +60,27 @@ _MOTIF_COLORS = {
     "two_classes_fraction": "#FF7F0E",
     "all_different_fraction": "#D62728",
 }
+_METRIC_TITLES = {
+    "linear_cka": "CKA (linear)",
+    "debiased_linear_cka": "CKA (debiased linear)",
+    "rbf_cka": "CKA (RBF)",
+    "minibatch_cka": "CKA (minibatch)",
+    "gbs_dense": "GBS (dense graph)",
+    "gbs_knn": "GBS (kNN graph)",
+    "mean_cca": "mean CCA",
+    "mean_squared_cca": "mean squared CCA",
+    "svcca": "SVCCA",
+    "pwcca": "PWCCA",
+    "linear_regression": "linear regression fit",
+}
+TEMPLATE = "gbs"
+pio.templates[TEMPLATE] = go.layout.Template(pio.templates["plotly_white"])
+pio.templates[TEMPLATE].layout.update(
+    font={"family": "Helvetica, Arial, sans-serif", "size": 13, "color": "#262730"},
+    title={"font": {"size": 17}, "x": 0, "xanchor": "left", "xref": "container", "y": 1, "yref": "container", "yanchor": "top",
+           "pad": {"l": 12, "t": 14}, "automargin": True},
+    colorway=qualitative.Plotly,
+)
 _KIND_COLORS = {"plateau": "rgba(255, 193, 7, 0.18)", "degradation": "rgba(220, 53, 69, 0.18)"}
 
 
@@ -70,13 +104,86 @@ def plotly_config(name: str, image_format: str = "png") -> dict:
     }
 
 
+def metric_title(metric: str) -> str:
+    """A similarity metric's name in words (``"gbs_dense"`` -> ``"GBS (dense graph)"``); unknown names as given."""
+    return _METRIC_TITLES.get(metric, metric.replace("_", " "))
+
+
+def settings_text(**settings) -> str:
+    """The settings behind a figure as one line, ``"digits-noise · N = 500 · seed 0 · k = 3"``, in the order given;
+    None and empty values are left out. Keys ``n``, ``k``, ``seed`` read as N =, k =, seed; others as ``key value``."""
+    parts = []
+    for key, value in settings.items():
+        if value is None or value == "" or value == ():
+            continue
+        if key in ("data", "model", "models"):
+            parts.append(", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value))
+        elif key == "n":
+            parts.append(f"N = {value}")
+        elif key == "seed":
+            parts.append(f"seed {value}")
+        else:
+            parts.append(f"{key.replace('_', ' ')} = {value}")
+    return " · ".join(parts)
+
+
+def file_stem(name: str, **settings) -> str:
+    """A file name (no suffix) that records the settings: ``file_stem("modularity", model="resnet56", data=
+    "digits-noise", n=500, k=3)`` -> ``"modularity_resnet56_digits-noise_n500_k3"``; only ``[A-Za-z0-9_.-]``."""
+    parts = [name]
+    for key, value in settings.items():
+        if value is None or value == "" or value == ():
+            continue
+        if isinstance(value, list | tuple):
+            value = "-".join(map(str, value))
+        parts.append(str(value) if key in ("data", "model", "models") else f"{key}{value}")
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(parts)).strip("-_.")
+    return stem[:180] or "figure"
+
+
+def stamp(fig: go.Figure, subtitle: str) -> go.Figure:
+    """Put ``subtitle`` (e.g. :func:`settings_text`) under the figure's title, so an exported image says what it
+    shows."""
+    if subtitle:
+        fig.update_layout(title_subtitle_text=subtitle, title_subtitle_font_size=12)
+    return fig
+
+
+_LEGEND_CHARS = 38  # a legend entry longer than this wraps: one entry must fit a half-width chart (about 450 px)
+_TITLE_CHARS = 46
+
+
+def _wrap(text: str, width: int) -> str:
+    """``text`` broken with ``<br>`` at spaces so that no line is longer than ``width`` (a longer word stays whole)."""
+    if len(text) <= width or "<br>" in text:
+        return text
+    lines, line = [], ""
+    for word in text.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return "<br>".join([*lines, line])
+
+
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
+    """The common look: template, title at the top left, legend in a band of its own at the bottom of the figure
+    (``yref="container"``: plotly shrinks the plot to make room, so the legend never covers an axis title and an
+    export never cuts it off)."""
+    for trace in fig.data:
+        if trace.name and trace.showlegend is not False:
+            trace.name = _wrap(str(trace.name), _LEGEND_CHARS)
     fig.update_layout(
-        title=title,
+        template=TEMPLATE,
+        title_text=_wrap(title, _TITLE_CHARS),
         height=height,
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        legend={"orientation": "h", "yanchor": "bottom", "y": -0.3},
+        margin={"l": 10, "r": 10, "t": 70, "b": 10, "autoexpand": True},
+        legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0, "xanchor": "left",
+                "entrywidthmode": "pixels"},
     )
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
     return fig
 
 
@@ -181,7 +288,8 @@ def modularity_chart(tables: Sequence[pd.DataFrame], *, normalized: bool, spread
 def similarity_heatmap(
     matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], *, title: str, row_title: str, col_title: str
 ) -> go.Figure:
-    """Layer x layer heatmap in depth order (origin bottom-left), values on hover."""
+    """Layer x layer heatmap in depth order, the first layer at the top left (rows down, columns right, as in the CKA
+    paper), values on hover."""
     fig = go.Figure(
         go.Heatmap(
             z=matrix,
@@ -200,7 +308,8 @@ def similarity_heatmap(
         title=col_title, tickvals=list(range(0, len(cols), tick)), ticktext=list(cols)[::tick], tickangle=-45
     )
     tick = max(1, len(rows) // 12)
-    fig.update_yaxes(title=row_title, tickvals=list(range(0, len(rows), tick)), ticktext=list(rows)[::tick])
+    fig.update_yaxes(title=row_title, tickvals=list(range(0, len(rows), tick)), ticktext=list(rows)[::tick],
+                     autorange="reversed")
     return _layout(fig, title, 520)
 
 
@@ -395,3 +504,29 @@ def transfer_figure(table: pd.DataFrame, *, title: str, score: str = "gbs_label"
     fig.update_xaxes(title=score_label)
     fig.update_yaxes(title="accuracy on the target (%)")
     return _layout(fig, title)
+
+
+def sample_graph(adjacency: sp.csr_array, nodes: np.ndarray, xy: np.ndarray, labels: np.ndarray,
+                 class_names: Sequence[str], *, title: str = "") -> go.Figure:
+    """A drawn sample graph as a plotly figure (the report's static view of the dashboard's pyvis graph): the edges
+    among ``nodes`` as grey segments, the nodes at ``xy`` coloured by class (the graph view's colours). SVG traces, not WebGL, so it prints and exports
+    anywhere."""
+    A = sp.csr_array(adjacency)[nodes][:, nodes].tocoo()
+    keep = A.row < A.col
+    rows, cols = A.row[keep], A.col[keep]
+    ex = np.column_stack([xy[rows, 0], xy[cols, 0], np.full(rows.size, np.nan)]).ravel()
+    ey = np.column_stack([-xy[rows, 1], -xy[cols, 1], np.full(rows.size, np.nan)]).ravel()
+    fig = go.Figure(go.Scatter(x=ex, y=ey, mode="lines", line={"color": "rgba(154, 160, 166, 0.5)", "width": 0.7},
+                                 hoverinfo="skip", showlegend=False))
+    colors = class_colors(len(class_names))
+    node_labels = np.asarray(labels)[nodes]
+    for c, name in enumerate(class_names):
+        m = node_labels == c
+        if m.any():
+            fig.add_trace(go.Scatter(x=xy[m, 0], y=-xy[m, 1], mode="markers", name=str(name),
+                                       marker={"size": 6, "color": colors[c], "line": {"width": 0.5, "color": "white"}},
+                                       text=[f"sample {i}<br>{html.escape(str(name))}" for i in np.asarray(nodes)[m]],
+                                       hovertemplate="%{text}<extra></extra>"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    return _layout(fig, title, 560)
