@@ -18,6 +18,7 @@ with ``--input-size`` and ``--normalise``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -210,9 +211,29 @@ def _write_csv(path: Path, df) -> Path:
     return _written(path)
 
 
-def _write_html(path: Path, fig) -> Path:
-    fig.write_html(path, include_plotlyjs=True, full_html=True)  # self-contained: opens offline
-    return _written(path)
+def _write_figures(out: Path, figs: dict, formats: tuple[str, ...], *, title: str, **settings) -> None:
+    """The command's figures in each of ``formats``: "html" writes one self-contained figures.html (an index, plotly
+    inlined once); png/svg/pdf write ``<name>_<settings>.<format>`` through kaleido. Each figure gets the settings as
+    its subtitle."""
+    from gbs_core import export, figures
+
+    if not formats or not figs:
+        return
+    subtitle = figures.settings_text(**settings)
+    for fig in figs.values():
+        figures.stamp(fig, subtitle)
+    if "html" in formats:
+        _written(export.write_figures_html(out / "figures.html", title, figs, intro=subtitle))
+    static = [f for f in formats if f != "html"]
+    if static:
+        _say(f"  writing {len(figs) * len(static)} static figure(s) through kaleido")
+        try:
+            paths = export.write_static({figures.file_stem(name, **settings): fig for name, fig in figs.items()},
+                                        out, static)
+        except export.ExportError as exc:
+            raise click.ClickException(str(exc)) from exc
+        for path in paths:
+            _written(path)
 
 
 def _cache(ctx: click.Context):
@@ -297,7 +318,29 @@ def main(ctx: click.Context, cache_dir: Path | None, no_cache: bool) -> None:
 out_option = click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
                           callback=_writable_folder,
                           help="Folder for the result files (created if missing).")
-html_option = click.option("--html", is_flag=True, help="Also write plotly figures as self-contained HTML files.")
+def html_option(f):
+    """``--format html,png,svg,pdf`` and ``--html`` (= ``--format html``); the command gets the formats as ``html``
+    (a tuple, empty for none)."""
+    @functools.wraps(f)
+    def command(*args, html: bool = False, fig_formats: str | None = None, **kwargs):
+        formats: tuple[str, ...] = ()
+        if fig_formats:
+            from gbs_core.export import ExportError, parse_formats
+
+            try:
+                formats = parse_formats(fig_formats)
+            except ExportError as exc:
+                raise click.BadParameter(str(exc), param_hint="--format") from exc
+        if html and "html" not in formats:
+            formats = ("html", *formats)
+        return f(*args, html=formats, **kwargs)
+
+    command = click.option("--html", is_flag=True, help="Also write the figures on one self-contained HTML page "
+                           "(figures.html); the same as --format html.")(command)
+    return click.option("--format", "fig_formats", default=None, metavar="FORMATS",
+                        help="Also write the figures: comma-separated html,png,svg,pdf (html: one "
+                             "self-contained figures.html; png/svg/pdf: one file per figure, named with the "
+                             "settings, through kaleido and the machine's Chromium).")(command)
 
 
 @main.command()
@@ -423,13 +466,17 @@ def analyze(ctx, model, out, data_text, n_samples, split, seed, layer_list, pool
     if html:
         from gbs_core import figures
 
+        figs = {}
         # the dashboard's own figures, so a batch job's HTML looks like the app
-        fig = figures.modularity_chart([table.assign(model=label)], normalized=False)
-        _write_html(out / "modularity.html", fig.update_layout(title=f"Modularity: {label}"))
+        figs["modularity"] = figures.modularity_chart([table.assign(model=label)], normalized=False).update_layout(
+            title_text=f"Modularity: {label}")
         for m, M in matrices.items():
-            _write_html(out / f"similarity_{m}.html", figures.similarity_heatmap(
-                M, fs.layers, fs.layers, title=f"{m}: {label}", row_title=label, col_title=label))
-        _write_html(out / "motifs.html", figures.motif_bars(motifs, title=f"Triangle motifs: {label}"))
+            figs[f"similarity_{m}"] = (figures.similarity_heatmap(
+                M, fs.layers, fs.layers, title=f"{figures.metric_title(m)}: {label}", row_title="layer",
+                col_title="layer"))
+        figs["motifs"] = figures.motif_bars(motifs, title=f"Triangle motifs: {label}")
+        _write_figures(out, figs, html, title=f"Analysis of {label}", model=label, data=fs.dataset_id, n=n_used,
+                       seed=seed, k=k)
     click.echo(f"{label}: {len(fs.layers)} layers; prunable (dQ < {threshold}): "
                f"{', '.join(flagged['layer']) or 'none'}")
 
@@ -537,7 +584,10 @@ def prune(ctx, model, out, criterion, threshold, epochs, lr, batch_size, finetun
     if html:
         from gbs_core import figures
 
-        _write_html(out / "pruning.html", figures.pruning_figure(result.table(), title=f"Pruning: {loaded.label}"))
+        figs = {}
+        figs["pruning"] = figures.pruning_figure(result.table(), title=f"Pruning: {loaded.label}")
+        _write_figures(out, figs, html, title=f"Pruning of {loaded.label}", model=loaded.label,
+                       threshold=result.plan.threshold, epochs=epochs)
     plan = result.plan
     click.echo(f"{loaded.label}: threshold {plan.threshold:.4g}; flagged {len(plan.flagged)} units, removable "
                f"{len(plan.to_remove)}; control pool {len(plan.control_pool)}")
@@ -602,6 +652,7 @@ def sanity_check(ctx, out, models, family, n_samples, data_text, pool, layer_lis
     _write_csv(out / "sanity.csv", result.table())
     _write_csv(out / "sanity_per_layer.csv", result.per_layer_table().reset_index(names="index"))
     _write_csv(out / "sanity_pairs.csv", result.pairs_table())
+    figs = {}
     for key in result.accuracy:
         S, pred, ok = result.pair_heatmap(key, a, b)
         df = pd.DataFrame(S, index=result.layers, columns=result.layers).reset_index(names="layer")
@@ -611,8 +662,10 @@ def sanity_check(ctx, out, models, family, n_samples, data_text, pool, layer_lis
         if html:
             from gbs_core import figures
 
-            _write_html(out / f"heatmap_{key}.html", figures.identification_heatmap(
-                S, result.layers, pred, title=f"{key}: {result.models[a]} (rows) vs {result.models[b]} (columns)"))
+            figs[f"heatmap_{key}"] = figures.identification_heatmap(
+                S, result.layers, pred, title=f"{key}: {result.models[a]} (rows) vs {result.models[b]} (columns)")
+    _write_figures(out, figs, html, title="Sanity check", models=result.models, n=result.settings.get("n_samples"),
+                   data=result.settings.get("data"))
     _write_json(out / "sanity.json", result.to_dict())
     click.echo(result.table()[["index", "ours_pct", "paper_pct"]].to_string(index=False))
 
@@ -675,12 +728,15 @@ def dynamics(ctx, model, out, files, epoch_list, data_text, n_samples, seed, lay
     if html:
         from gbs_core import figures
 
-        _write_html(out / "dynamics_q.html", figures.dynamics_heatmap(
+        figs = {}
+        figs["dynamics_q"] = (figures.dynamics_heatmap(
             result.matrix("q"), result.checkpoints, result.accuracy, result.layers,
             title=f"Modularity over training: {plan.name}", metric_label="Q"))
-        _write_html(out / "dynamics_curves.html", figures.dynamics_curves(result.table(), result.checkpoints))
-        _write_html(out / "layer_difference.html", figures.layer_difference_heatmap(
+        figs["dynamics_curves"] = (figures.dynamics_curves(result.table(), result.checkpoints))
+        figs["layer_difference"] = (figures.layer_difference_heatmap(
             diff, result.layers, title=f"|Q_i - Q_j|: {result.checkpoints[-1]} of {plan.name}"))
+        _write_figures(out, figs, html, title=f"Training dynamics of {plan.name}", model=plan.name, n=n_samples,
+                       seed=seed, k=k)
     change = result.change_table()
     click.echo(f"{plan.name}: accuracy {100 * result.accuracy[0]:.1f}% -> {100 * result.accuracy[-1]:.1f}% over "
                f"{len(plan.checkpoints)} checkpoints")
@@ -735,10 +791,13 @@ def adversarial(ctx, model, out, attacks, data_text, n_samples, seed, layer_list
     if html:
         from gbs_core import figures
 
-        _write_html(out / "adversarial.html", figures.adversarial_curves(
+        figs = {}
+        figs["adversarial"] = (figures.adversarial_curves(
             result.curves_table(), title=f"Modularity of clean and attacked inputs: {loaded.label}"))
-        _write_html(out / "layer_difference.html", figures.layer_difference_heatmap(
+        figs["layer_difference"] = (figures.layer_difference_heatmap(
             result.difference(0), result.layers, title=f"|Q_i - Q_j| of the clean curve: {loaded.label}"))
+        _write_figures(out, figs, html, title=f"Adversarial inputs to {loaded.label}", model=loaded.label,
+                       n=n_samples, seed=seed, k=k)
     click.echo(result.table()[["attack", "accuracy", "mean_linf"]].round(3).to_string(index=False))
 
 
@@ -817,13 +876,16 @@ def stitch(ctx, model_a, model_b, out, pairs_text, epochs, lr, train_samples, in
     if html:
         from gbs_core import figures
 
-        _write_html(out / "stitching.html", figures.stitching_heatmap(
+        figs = {}
+        figs["stitching"] = (figures.stitching_heatmap(
             result.accuracy, result.layers_a, result.layers_b, title=f"Stitched accuracy: {a.label} -> {b.label}",
             model_a=a.label, model_b=b.label))
         for row in corr.itertuples():
-            _write_html(out / f"stitching_{row.index}.html", figures.stitching_scatter(
+            figs[f"stitching_{row.index}"] = (figures.stitching_scatter(
                 pairs_table, row.index, index_label=STITCH_INDICES[row.index], rho=row.rho,
                 title=f"{a.label} -> {b.label}"))
+        _write_figures(out, figs, html, title=f"Stitching {a.label} into {b.label}", models=[a.label, b.label],
+                       seed=seed)
     click.echo(f"{a.label} {100 * result.accuracy_a:.1f}%, {b.label} {100 * result.accuracy_b:.1f}%; stitched "
                f"accuracy over {len(pairs_table)} pairs: {100 * pairs_table['stitched_accuracy'].min():.1f}% to "
                f"{100 * pairs_table['stitched_accuracy'].max():.1f}%")
@@ -896,9 +958,126 @@ def transfer(ctx, out, data_text, target, folder, sources, finetune_epochs, lr, 
     if html:
         from gbs_core import figures
 
-        _write_html(out / "transfer.html", figures.transfer_figure(result.table(), title=f"Transfer to {name}"))
+        figs = {}
+        figs["transfer"] = figures.transfer_figure(result.table(), title=f"Transfer to {name}")
+        _write_figures(out, figs, html, title=f"Transfer to {name}", data=name, seed=seed)
     click.echo(result.table().round(3).to_string(index=False))
     click.echo(corr[["score", "truth", "tau", "p", "n"]].round(3).to_string(index=False))
+
+
+def _results_in(folders: tuple[Path, ...]):
+    """The pruning and sanity-check results that ``prune`` / ``sanity-check`` wrote into ``folders``."""
+    from gbs_core.experiments.pruning import PruningResult
+    from gbs_core.experiments.sanity import SanityResult
+
+    pruning, sanity = [], None
+    for folder in folders:
+        found = False
+        for name, kind in (("pruning.json", "pruning"), ("sanity.json", "sanity")):
+            path = folder / name
+            if not path.is_file():
+                continue
+            found = True
+            try:
+                d = json.loads(path.read_text(encoding="utf-8"))
+                if kind == "pruning":
+                    pruning.append(PruningResult.from_dict(d))
+                else:
+                    sanity = SanityResult.from_dict(d)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise click.BadParameter(f"{path} is not a {kind} result written by this tool ({exc})",
+                                         param_hint="--results") from None
+        if not found:
+            raise click.BadParameter(f"{folder} holds neither pruning.json nor sanity.json (the --out folder of "
+                                     "`prune` or `sanity-check`)", param_hint="--results")
+    return pruning, sanity
+
+
+@main.command()
+@click.argument("models", nargs=-1)
+@out_option
+@data_option
+@adapter_options
+@click.option("--n-samples", type=COUNT, default=500, show_default=True, help="Images analysed (stratified subsample).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the subsample and of the graph layouts.")
+@click.option("--layers", "layer_list", default=None, help="Comma-separated layer names (default: each model's).")
+@click.option("--pool", is_flag=True, help="Average-pool conv maps over space before the analyses.")
+@click.option("--k", type=COUNT, default=3, show_default=True, help="Neighbours of the modularity kNN graph.")
+@click.option("--n-batches", type=COUNT, default=1, show_default=True, help="Disjoint batches for the modularity curve.")
+@click.option("--threshold", type=FINITE, default=0.03, show_default=True, help="dQ threshold for prunable layers.")
+@click.option("--motif-k", type=COUNT, default=5, show_default=True, help="Neighbours of the motif kNN graph.")
+@click.option("--metrics", default="linear_cka,gbs_dense", show_default=True,
+              help="Comma-separated similarity metrics of the heatmaps.")
+@click.option("--sections", default="modularity,similarity,motifs,graphs,pruning,sanity", show_default=True,
+              help="Comma-separated sections of the report, in this order.")
+@click.option("--graph-layers", default=None, help="Comma-separated layers whose sample graphs are drawn (default: "
+              "the first, middle and last of each model).")
+@click.option("--max-nodes", type=COUNT, default=500, show_default=True, help="Samples drawn per sample graph.")
+@click.option("--results", "results", multiple=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="An --out folder of `prune` or `sanity-check` whose results go into the report (repeatable).")
+@click.option("--pdf", is_flag=True, help="Also print the report to report.pdf through the machine's Chromium.")
+@click.pass_context
+def report(ctx, models, out, data_text, n_samples, seed, layer_list, pool, k, n_batches, threshold, motif_k, metrics,
+           sections, graph_layers, max_nodes, results, pdf):
+    """One self-contained HTML report (report.html in --out) of MODELS on DATA, as the dashboard's Report page makes
+    it: settings, versions, modularity, similarity heatmaps, motifs, sample graphs, and the pruning and sanity-check
+    results of --results folders. With --data npz:PATH the saved activations are reported (no MODELS)."""
+    from gbs_core import export
+    from gbs_core.analysis import data_warnings, feature_set
+    from gbs_core.metrics import SIMILARITY_METRICS
+    from gbs_core.report import SECTIONS, ReportModel, ReportSettings, accuracy_on, report_html
+
+    metric_list = _csv_list(metrics) or []
+    bad = [m for m in metric_list if m not in SIMILARITY_METRICS or m == "minibatch_cka"]
+    if bad:
+        raise click.BadParameter(f"unknown metric(s) {bad}; choose from {', '.join(SIMILARITY_METRICS)}",
+                                 param_hint="--metrics")
+    section_list = _csv_list(sections) or []
+    bad = [x for x in section_list if x not in SECTIONS]
+    if bad or not section_list:
+        raise click.BadParameter(f"unknown section(s) {bad}; choose from {', '.join(SECTIONS)}",
+                                 param_hint="--sections")
+    pruning, sanity = _results_in(tuple(results))
+    spec = _data_spec(data_text)
+    cache = _cache(ctx)
+    if spec.kind == "npz":
+        fs_list = [_saved_feature_set(spec.path, _csv_list(layer_list))]
+        if models:
+            _say(f"  --data npz: the saved activations are reported; MODELS {', '.join(models)} are not used")
+        notes = [()]
+    else:
+        if not models:
+            raise click.UsageError("give one or more MODELS (or --data npz:PATH to report saved activations)")
+        data = _analysis_data(spec, n_samples, seed)
+        fs_list, notes = [], []
+        for text in models:
+            loaded = _load(text, data, ctx)
+            _say(f"{loaded.label}: features of {len(data)} images of {data.dataset_id}")
+            fs_list.append(feature_set(loaded, data, _csv_list(layer_list), pool=pool, cache=cache))
+            notes.append(tuple(loaded.notes))
+    for fs in fs_list:
+        for text in data_warnings(fs):
+            _say(f"warning: {text}")
+    settings = ReportSettings(data=spec.text, n_samples=fs_list[0].n_samples, seed=seed, k=k, motif_k=motif_k,
+                              n_batches=n_batches, threshold=threshold, pool=pool, metrics=tuple(metric_list),
+                              graph_layers=tuple(_csv_list(graph_layers) or ()), max_nodes=max_nodes,
+                              sections=tuple(section_list))
+    entries = [ReportModel(fs, accuracy_on(fs), f"these {fs.n_samples} samples", note)
+               for fs, note in zip(fs_list, notes, strict=True)]
+    try:
+        page = report_html(entries, settings, cache=cache, pruning=pruning, sanity=sanity,
+                           progress=_fraction_printer("report"))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    _written(path)
+    if pdf:
+        try:
+            _written(export.print_pdf(path, out / "report.pdf"))
+        except export.ExportError as exc:
+            raise click.ClickException(f"{exc} (report.html was written)") from exc
+    click.echo(f"report of {', '.join(fs.name for fs in fs_list)}: {path}")
 
 
 @main.group()

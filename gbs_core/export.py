@@ -18,6 +18,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 import plotly.io as pio
+from plotly.offline import get_plotlyjs
 
 __all__ = [
     "FIGURE_FORMATS",
@@ -128,7 +129,7 @@ td:first-child, th:first-child { text-align: left; }
 
 def html_document(title: str, body: str, *, style: str = "") -> str:
     """A complete HTML page: ``title`` (escaped), the body given (already HTML), plotly.js inline once."""
-    plotly_js = pio.get_plotlyjs()
+    plotly_js = get_plotlyjs()
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{html.escape(title)}"
             f"</title><style>{_STYLE}{style}</style>\n<script type=\"text/javascript\">{plotly_js}</script>\n"

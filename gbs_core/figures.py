@@ -77,8 +77,8 @@ TEMPLATE = "gbs"
 pio.templates[TEMPLATE] = go.layout.Template(pio.templates["plotly_white"])
 pio.templates[TEMPLATE].layout.update(
     font={"family": "Helvetica, Arial, sans-serif", "size": 13, "color": "#262730"},
-    title={"font": {"size": 17}, "x": 0, "xanchor": "left", "xref": "container", "y": 1, "yref": "container", "yanchor": "top",
-           "pad": {"l": 12, "t": 14}, "automargin": True},
+    title={"font": {"size": 17}, "x": 0, "xanchor": "left", "xref": "container", "yref": "paper", "automargin": True,
+           "pad": {"l": 12, "b": 18}},
     colorway=qualitative.Plotly,
 )
 _KIND_COLORS = {"plateau": "rgba(255, 193, 7, 0.18)", "degradation": "rgba(220, 53, 69, 0.18)"}
@@ -145,7 +145,7 @@ def stamp(fig: go.Figure, subtitle: str) -> go.Figure:
     """Put ``subtitle`` (e.g. :func:`settings_text`) under the figure's title, so an exported image says what it
     shows."""
     if subtitle:
-        fig.update_layout(title_subtitle_text=subtitle, title_subtitle_font_size=12)
+        fig.update_layout(title_subtitle_text=html.escape(subtitle, quote=False), title_subtitle_font_size=12)
     return fig
 
 
@@ -171,12 +171,12 @@ def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
     """The common look: template, title at the top left, legend in a band of its own at the bottom of the figure
     (``yref="container"``: plotly shrinks the plot to make room, so the legend never covers an axis title and an
     export never cuts it off)."""
-    for trace in fig.data:
+    for trace in fig.data:  # plotly reads tags in text: names from users are escaped, then wrapped
         if trace.name and trace.showlegend is not False:
-            trace.name = _wrap(str(trace.name), _LEGEND_CHARS)
+            trace.name = _wrap(html.escape(str(trace.name), quote=False), _LEGEND_CHARS)
     fig.update_layout(
         template=TEMPLATE,
-        title_text=_wrap(title, _TITLE_CHARS),
+        title_text=_wrap(html.escape(title, quote=False), _TITLE_CHARS),
         height=height,
         margin={"l": 10, "r": 10, "t": 70, "b": 10, "autoexpand": True},
         legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0, "xanchor": "left",
