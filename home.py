@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import cached, errors, navigation, workspace
+from dashboard import cached, errors, navigation, report, workspace
 from gbs_core.metrics.modularity import PAPER_PRUNE_THRESHOLD as PRUNE_THRESHOLD
 
 st.set_page_config(page_title="GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
@@ -39,6 +39,11 @@ for col, fs, table in zip(st.columns(min(len(fs_list), 3)) * len(fs_list), fs_li
         b.metric(f"Flagged by dQ < {PRUNE_THRESHOLD}", f"{int(table['prunable'].sum())} of {len(table)}",
                  help="Layers whose modularity gain over the previous layer is below the paper's threshold 0.03 "
                  "(plateaus and drops): candidates for pruning. The first layer is never flagged.")
+
+st.subheader("Report")
+st.caption("Every section of the Report page (settings, versions, modularity, similarity, motifs, sample graphs and "
+           "the experiment results that exist) in one HTML file that opens offline.")
+report.downloads(ws, key="home_report")
 
 st.subheader("Explore")
 navigation.explore_links()

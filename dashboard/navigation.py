@@ -27,6 +27,7 @@ ABOUT = {
     "8_Adversarial.py": (":material/bug_report:", "Q curves of attacked inputs beside the clean one"),
     "9_Stitching.py": (":material/join_inner:", "does the motif statistic predict model stitching?"),
     "10_Transfer.py": (":material/swap_horiz:", "rank source models for a new task without training"),
+    "11_Report.py": (":material/description:", "one offline HTML (or PDF) file of the workspace for a lab meeting"),
 }
 
 

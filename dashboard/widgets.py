@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import graph_view
+from gbs_core import figures
 from gbs_core.figures import plotly_config
 
 __all__ = ["chart", "csv_download", "graph", "layer_picker", "model_picker"]
@@ -16,6 +17,7 @@ __all__ = ["chart", "csv_download", "graph", "layer_picker", "model_picker"]
 # Streamlit serves the app's static/ folder (server.enableStaticServing) at app/static/, relative to the page's URL
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 STATIC_URL = "app/static"
+FIGURE_SETTINGS = "figure_settings"  # session key: the workspace's settings, for each chart's subtitle and file name
 
 
 def csv_download(table: pd.DataFrame, *, name: str, key: str, label: str = "Download CSV") -> None:
@@ -31,8 +33,14 @@ def csv_download(table: pd.DataFrame, *, name: str, key: str, label: str = "Down
 
 
 def chart(fig: go.Figure, table: pd.DataFrame, *, name: str, key: str, image_format: str = "png") -> None:
-    """A plotly chart (toolbar camera: PNG or SVG) and a button that downloads its numbers as CSV."""
-    st.plotly_chart(fig, config=plotly_config(name, image_format), key=f"{key}_chart")
+    """A plotly chart (toolbar camera: PNG or SVG) and a button that downloads its numbers as CSV.
+
+    The chart keeps the project's own look (``theme=None``: the same figure as the command line's and the report's),
+    carries the workspace's settings as its subtitle, and its image and CSV file names record them."""
+    settings = st.session_state.get(FIGURE_SETTINGS, {})
+    figures.stamp(fig, figures.settings_text(**settings))
+    name = figures.file_stem(name, **settings)
+    st.plotly_chart(fig, config=plotly_config(name, image_format), key=f"{key}_chart", theme=None)
     csv_download(table, name=name, key=f"{key}_csv")
 
 
@@ -69,7 +77,7 @@ def layer_picker(fs_list: list, *, key: str, default: str = "last"):
     names = [fs.name for fs in fs_list]
     name = names[0]
     if len(names) > 1:
-        name = st.selectbox("Model", names, key=f"{key}_model", persist_state="session")
+        name = st.selectbox("Model", names, key=f"{key}_model", persist_state="session", bind="query-params")
     fs = fs_list[names.index(name)]
     layers = fs.layers
     start = layers[-1] if default == "last" else layers[0]
@@ -77,7 +85,8 @@ def layer_picker(fs_list: list, *, key: str, default: str = "last"):
         st.caption(f"Layer: {layers[0]}")
         return fs, layers[0]
     layer = st.select_slider(
-        "Layer (depth order)", layers, value=start, key=f"{key}_layer_{fs.model_id}", persist_state="session"
+        "Layer (depth order)", layers, value=start, key=f"{key}_layer_{fs.model_id}", persist_state="session",
+        bind="query-params",
     )
     return fs, layer
 
@@ -89,5 +98,5 @@ def model_picker(ws, *, key: str, verb: str, container=st):
     if not models:
         st.warning(f"Pick a model in the sidebar (saved activations cannot be {verb}).")
         st.stop()
-    label = container.selectbox("Model", [m.label for m in models], key=key)
+    label = container.selectbox("Model", [m.label for m in models], key=key, bind="query-params")
     return next(m.spec for m in models if m.label == label)

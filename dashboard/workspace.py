@@ -19,7 +19,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import cached, errors
+from dashboard import cached, errors, widgets
 from gbs_core.data import BUNDLED_SOURCES, DEFAULT_SOURCE, MAX_SAMPLES
 from gbs_core.pipeline import AdapterChoice, ModelSpec
 from gbs_core.zoo import TORCHVISION_ARCHITECTURES
@@ -149,17 +149,19 @@ def _state(key: str, default, *, share: bool = True, options: list | None = None
 
 
 def _write_url() -> None:
-    """Mirror the shared, non-default values of this run into the query parameters (only when they differ)."""
+    """Mirror the shared, non-default sidebar values of this run into the query parameters, one key at a time: the
+    page's own widgets bind their keys to the URL themselves (``bind="query-params"``), and those are left alone."""
     store, shared = st.session_state[_STORE], st.session_state.pop(_SHARED, {})
-    wanted: dict[str, list[str]] = {}
     for key, default in shared.items():
         value = store.get(key, default)
-        if value != default:
-            items = value if isinstance(value, list) else [value]
-            wanted[key] = [str(v).lower() if isinstance(v, bool) else str(v) for v in items]
-    current = {key: st.query_params.get_all(key) for key in st.query_params}
-    if current != wanted:
-        st.query_params.from_dict({k: v if len(v) != 1 else v[0] for k, v in wanted.items()})
+        if value == default:
+            if key in st.query_params:
+                del st.query_params[key]
+            continue
+        items = value if isinstance(value, list) else [value]
+        wanted = [str(v).lower() if isinstance(v, bool) else str(v) for v in items]
+        if st.query_params.get_all(key) != wanted:
+            st.query_params[key] = wanted if len(wanted) != 1 else wanted[0]
 
 
 def _layers_key(spec: ModelSpec) -> str:
@@ -401,4 +403,7 @@ def show() -> Workspace:
     _write_url()
     if data.source == "npz":
         adapter = AdapterChoice()
+    where = data.source if data.source in BUNDLED_SOURCES else f"{data.source}-{Path(data.path).name}"
+    st.session_state[widgets.FIGURE_SETTINGS] = {"data": where, "n": data.n, "seed": data.seed, "k": int(kq),
+                                                 "motif_k": int(km)}
     return Workspace(data, tuple(models), int(kq), int(km), bool(pool), str(fmt), adapter)

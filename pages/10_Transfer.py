@@ -21,16 +21,16 @@ st.caption(
 )
 own = {m.label: m.spec for m in ws.models if m.spec is not None}
 all_sources = {**own, **{s: ModelSpec("zoo", s) for s in default_sources() if s not in own}}
-picked = st.multiselect("Source models (the zoo's and the sidebar's)", list(all_sources), key="transfer_sources",
+picked = st.multiselect("Source models (the zoo's and the sidebar's)", list(all_sources), key="transfer_sources", bind="query-params",
                         default=["tiny10-s0", "tiny10-s0-digits", "resnet20", "resnet20-digits", "mlp8",
                                  "tiny10-s0-ep0", "resnet20-ep0"])
 c0, c1, c2 = st.columns([2, 1, 1])
 targets = {"digits": "plain digits", "digits-noise": "digits in noise", "image_folder": "an image folder"}
 if ws.data.source in ("image_folder", "cifar10", "cifar100") and ws.data.path:
     targets["sidebar"] = f"the sidebar's data ({ws.data.source})"
-target = c0.radio("Target task", list(targets), format_func=targets.get, horizontal=True, key="transfer_target")
-epochs = c1.number_input("Fine-tune epochs (0: probe only)", 0, 10, 1, key="transfer_epochs")
-n_scores = c2.number_input("Images for the scores", 50, 1257, 500, 50, key="transfer_n")
+target = c0.radio("Target task", list(targets), format_func=targets.get, horizontal=True, key="transfer_target", bind="query-params")
+epochs = c1.number_input("Fine-tune epochs (0: probe only)", 0, 10, 1, key="transfer_epochs", bind="query-params")
+n_scores = c2.number_input("Images for the scores", 50, 1257, 500, 50, key="transfer_n", bind="query-params")
 folder = ""
 if target == "image_folder":
     folder = st.text_input("Folder on this machine (one sub-folder per class; split 70/30 by class; each model "
@@ -50,7 +50,7 @@ with errors.guard("measure transferability"):
 table = res.table()
 corr = res.correlations()
 score = st.selectbox("Score on the x axis", list(TRANSFER_SCORES), format_func=TRANSFER_SCORES.get,
-                     key="transfer_score")
+                     key="transfer_score", bind="query-params")
 widgets.chart(figures.transfer_figure(table, title=f"Transfer to {res.target}", score=score,
                                       score_label=TRANSFER_SCORES[score]),
               table, name=f"transfer_{res.target}", key="transfer_chart", image_format=ws.image_format)

@@ -21,12 +21,12 @@ with errors.guard("load the features"):
 a, b = st.columns([1, 2])
 compare = a.toggle(
     "Two views side by side",
-    key="sg_compare",
+    key="sg_compare", bind="query-params",
     persist_state="session",
     help="Compare two layers, or the same layer of two models.",
 )
 method = b.radio(
-    "Scatter", ["umap", "pca"], format_func=str.upper, horizontal=True, key="sg_method", persist_state="session"
+    "Scatter", ["umap", "pca"], format_func=str.upper, horizontal=True, key="sg_method", bind="query-params", persist_state="session"
 )
 
 views = st.columns(2) if compare else [st.container()]

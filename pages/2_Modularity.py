@@ -18,14 +18,14 @@ st.caption(
 
 a, b = st.columns(2)
 threshold = a.slider(
-    "Threshold on dQ", 0.0, 0.2, 0.03, 0.005, format="%.3f", key="mod_threshold", persist_state="session"
+    "Threshold on dQ", 0.0, 0.2, 0.03, 0.005, format="%.3f", key="mod_threshold", bind="query-params", persist_state="session"
 )
 batches = b.number_input(
     "Disjoint batches (mean and spread)",
     1,
     10,
     1,
-    key="mod_batches",
+    key="mod_batches", bind="query-params",
     persist_state="session",
     help="Split the N samples into this many disjoint stratified batches and compute Q on each; "
     "the paper averages 5 batches of 500.",

@@ -20,23 +20,23 @@ with errors.guard("load the features"):
 names = [fs.name for fs in fs_list]
 
 c = st.columns(4)
-row_name = c[0].selectbox("Rows: model", names, key="sim_a", persist_state="session")
-col_name = c[1].selectbox("Columns: model", names, key="sim_b", persist_state="session")
-cka = c[2].selectbox("CKA variant", list(cached.CKA_VARIANTS), key="sim_cka", persist_state="session")
+row_name = c[0].selectbox("Rows: model", names, key="sim_a", bind="query-params", persist_state="session")
+col_name = c[1].selectbox("Columns: model", names, key="sim_b", bind="query-params", persist_state="session")
+cka = c[2].selectbox("CKA variant", list(cached.CKA_VARIANTS), key="sim_cka", bind="query-params", persist_state="session")
 gbs = c[3].selectbox(
     "GBS graph",
     list(cached.GBS_VARIANTS),
-    key="sim_gbs",
+    key="sim_gbs", bind="query-params",
     persist_state="session",
     help=f"dense: all cosine similarities; kNN: the k = {ws.k_motifs} graph (k for motifs).",
 )
 params = {}
 if cka == "RBF":
     params["sigma_fraction"] = st.slider(
-        "RBF sigma as a fraction of the median distance", 0.1, 2.0, 0.4, 0.1, key="sim_sigma", persist_state="session"
+        "RBF sigma as a fraction of the median distance", 0.1, 2.0, 0.4, 0.1, key="sim_sigma", bind="query-params", persist_state="session"
     )
 if cka == "minibatch":
-    params["batch_size"] = st.number_input("Minibatch size (at most)", 4, 10_000, 128, key="sim_batch",
+    params["batch_size"] = st.number_input("Minibatch size (at most)", 4, 10_000, 128, key="sim_batch", bind="query-params",
                                            persist_state="session")
     with errors.guard("plan the minibatches"):
         count, size = analysis.minibatch_batches(fs_list[0].n_samples, int(params["batch_size"]))

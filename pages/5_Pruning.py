@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import errors, experiments, widgets, workspace
+from dashboard import errors, experiments, report, widgets, workspace
 from gbs_core import figures
 from gbs_core.experiments.pruning import CRITERIA
 
@@ -25,27 +25,27 @@ with errors.guard("choose the data"):
 st.caption(f"Data: {experiments.data_caption(data)}.")
 
 criterion = st.radio("Criterion", list(CRITERIA), format_func=lambda c: f"{c}: {CRITERIA[c]}", horizontal=True,
-                     key="prune_criterion")
+                     key="prune_criterion", bind="query-params")
 c1, c2, c3, c4 = st.columns(4)
 if criterion == "modularity":
-    rule = c1.selectbox("Threshold", ["0.03 (paper)", "median dQ", "custom"], key="prune_rule",
+    rule = c1.selectbox("Threshold", ["0.03 (paper)", "median dQ", "custom"], key="prune_rule", bind="query-params",
                         help="The paper's rule flags layers whose gain dQ is below 0.03. The median of dQ flags about "
                         "half, always leaving unflagged layers for the control (on the plain digits Q is high from the "
                         "first layer, so 0.03 flags nearly every layer there).")
     threshold = {"0.03 (paper)": 0.03, "median dQ": "median"}.get(rule)
     if threshold is None:
-        threshold = c1.number_input("dQ threshold", 0.0, 0.5, 0.01, 0.001, format="%.3f", key="prune_thr")
+        threshold = c1.number_input("dQ threshold", 0.0, 0.5, 0.01, 0.001, format="%.3f", key="prune_thr", bind="query-params")
 else:
-    rule = c1.selectbox("Threshold", ["median GBS", "custom"], key="prune_rule_gbs",
+    rule = c1.selectbox("Threshold", ["median GBS", "custom"], key="prune_rule_gbs", bind="query-params",
                         help="The GBS paper gives no number: the median of the similarities to the previous layer flags "
                         "about half the layers (those that change the sample graph least).")
     threshold = "median" if rule == "median GBS" else c1.number_input(
-        "GBS threshold", 0.0, 1.0, 0.99, 0.001, format="%.3f", key="prune_thr_gbs")
-epochs = c2.number_input("Fine-tuning epochs", 0, 100, 10, key="prune_epochs")
-lr = c2.number_input("Learning rate", 0.0001, 1.0, 0.01, format="%.4f", key="prune_lr")
-n_controls = c3.number_input("Control seeds", 0, 10, 3, key="prune_controls")
-train_n = c3.number_input("Training images (0: all)", 0, 50_000, 0, 50, key="prune_train_n")
-curve_n = c4.number_input("Images for the curve", 20, 5000, 500, key="prune_curve_n")
+        "GBS threshold", 0.0, 1.0, 0.99, 0.001, format="%.3f", key="prune_thr_gbs", bind="query-params")
+epochs = c2.number_input("Fine-tuning epochs", 0, 100, 10, key="prune_epochs", bind="query-params")
+lr = c2.number_input("Learning rate", 0.0001, 1.0, 0.01, format="%.4f", key="prune_lr", bind="query-params")
+n_controls = c3.number_input("Control seeds", 0, 10, 3, key="prune_controls", bind="query-params")
+train_n = c3.number_input("Training images (0: all)", 0, 50_000, 0, 50, key="prune_train_n", bind="query-params")
+curve_n = c4.number_input("Images for the curve", 20, 5000, 500, key="prune_curve_n", bind="query-params")
 
 params = dict(criterion=criterion, threshold=threshold, epochs=int(epochs), lr=float(lr), control_seeds=tuple(range(int(n_controls))),
               curve_samples=int(curve_n), train_samples=int(train_n) or None, k=ws.k_modularity)
@@ -58,6 +58,7 @@ with errors.guard("prune the model"):
             st.stop()
         result = experiments.pruning(spec, data, ws.adapter, **params, run=True)
 res = experiments.as_pruning(result)
+report.remember("pruning", result, label=next(m.label for m in ws.models if m.spec == spec))
 
 plan = res.plan
 if res.settings.get("head"):

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import errors, experiments, widgets, workspace
+from dashboard import errors, experiments, report, widgets, workspace
 from gbs_core import figures
 from gbs_core.experiments.sanity import SANITY_METRICS, zoo_seed_models
 from gbs_core.pipeline import ModelSpec
@@ -26,19 +26,19 @@ own = {m.label: m.spec for m in ws.models if m.spec is not None}
 SIDEBAR = "the sidebar's models"
 c0, c1, c2 = st.columns([1, 2, 1])
 family = c0.selectbox("Family", [*families, *([SIDEBAR] if len(own) >= 2 else [])],
-                      format_func=lambda f: families.get(f, f), key="sanity_family",
+                      format_func=lambda f: families.get(f, f), key="sanity_family", bind="query-params",
                       help="A zoo family, or (with two or more models in the sidebar, e.g. your checkpoints of one "
                       "architecture from different seeds) the sidebar's models.")
 if family == SIDEBAR:
-    models = c1.multiselect("Networks", list(own), default=list(own), key="sanity_models_sidebar")
+    models = c1.multiselect("Networks", list(own), default=list(own), key="sanity_models_sidebar", bind="query-params")
     specs = tuple(own[m] for m in models)
 else:
     seeds = zoo_seed_models(family)
-    models = c1.multiselect("Networks", seeds, default=seeds[:4], key=f"sanity_models_{family}")
+    models = c1.multiselect("Networks", seeds, default=seeds[:4], key=f"sanity_models_{family}", bind="query-params")
     specs = tuple(ModelSpec("zoo", m) for m in models)
-n = c2.number_input("Samples N (held-out images)", 20, 5000, 200, 10, key="sanity_n")
+n = c2.number_input("Samples N (held-out images)", 20, 5000, 200, 10, key="sanity_n", bind="query-params")
 metrics = st.multiselect("Indices", list(labels), default=["linear_cka", "rbf_cka_0.4", "gbs_dense", "gbs_knn"],
-                         format_func=labels.get, key="sanity_metrics",
+                         format_func=labels.get, key="sanity_metrics", bind="query-params",
                          help="The CCA family costs most (an SVD per layer, one per pair of layers).")
 if len(models) < 2 or not metrics:
     st.warning("Pick at least two networks and one index.")
@@ -47,8 +47,9 @@ if len(models) < 2 or not metrics:
 with errors.guard("run the sanity check"):
     data = experiments.data_for(ws, specs[0])
     st.caption(f"Data: {experiments.data_caption(data)}.")
-    res = experiments.as_sanity(experiments.sanity(specs, data, ws.adapter, n_samples=int(n), pool=ws.pool,
-                                                   metrics=tuple(metrics)))
+    result = experiments.sanity(specs, data, ws.adapter, n_samples=int(n), pool=ws.pool, metrics=tuple(metrics))
+    res = experiments.as_sanity(result)
+    report.remember("sanity", result)
 table = res.table()
 widgets.chart(figures.sanity_bar_figure(table), table, name="sanity_check", key="sanity", image_format=ws.image_format)
 st.dataframe(table[["index", "ours_pct", "paper_pct", "ordered_pairs", "layers"]], hide_index=True, key="sanity_table",
@@ -59,9 +60,9 @@ st.caption(f"{len(res.models)} networks, {table['ordered_pairs'].iloc[0]} ordere
 
 st.subheader("Where an index fails")
 d1, d2, d3 = st.columns(3)
-key = d1.selectbox("Index", list(res.accuracy), format_func=labels.get, key="sanity_heat_metric")
-a = d2.selectbox("Network a (rows)", res.models, index=0, key="sanity_a")
-b = d3.selectbox("Network b (columns)", [m for m in res.models if m != a], index=0, key="sanity_b")
+key = d1.selectbox("Index", list(res.accuracy), format_func=labels.get, key="sanity_heat_metric", bind="query-params")
+a = d2.selectbox("Network a (rows)", res.models, index=0, key="sanity_a", bind="query-params")
+b = d3.selectbox("Network b (columns)", [m for m in res.models if m != a], index=0, key="sanity_b", bind="query-params")
 S, pred, ok = res.pair_heatmap(key, res.models.index(a), res.models.index(b))
 st.plotly_chart(figures.identification_heatmap(S, res.layers, pred, title=f"{labels[key]}: {a} vs {b}"),
                 key="sanity_heatmap")

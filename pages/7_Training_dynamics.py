@@ -29,13 +29,13 @@ st.caption(
 )
 OWN = "your checkpoint files"
 c0, c1 = st.columns([2, 1])
-model = c0.selectbox("Network", [*models_with_checkpoints(), OWN], key="dyn_model",
+model = c0.selectbox("Network", [*models_with_checkpoints(), OWN], key="dyn_model", bind="query-params",
                      help="Zoo models that kept checkpoints at epochs 0 (initialisation), 1, 2, 4, 8, 16, 32 and the end.")
-n = c1.number_input("Samples N (held-out images)", 20, 5000, 300, 20, key="dyn_n")
+n = c1.number_input("Samples N (held-out images)", 20, 5000, 300, 20, key="dyn_n", bind="query-params")
 files: tuple[str, ...] = ()
 if model == OWN:
     archs = [*ARCHITECTURES, *TORCHVISION_ARCHITECTURES, workspace.OTHER_ARCH]
-    arch = st.selectbox("Architecture the files were saved from", archs, key="dyn_arch")
+    arch = st.selectbox("Architecture the files were saved from", archs, key="dyn_arch", bind="query-params")
     if arch == workspace.OTHER_ARCH:
         arch = st.text_input("Architecture", placeholder="timm:resnet10t or torchvision:resnet50",
                              key="dyn_arch_name").strip()
@@ -57,7 +57,7 @@ with errors.guard("compute the training dynamics"):
     res = experiments.as_dynamics(experiments.dynamics(model, files, data, ws.adapter, n_samples=int(n), pool=ws.pool,
                                                        k=ws.k_modularity, motif_k=ws.k_motifs))
 table = res.table()
-metric = st.radio("Metric", list(DYNAMICS_METRICS), format_func=DYNAMICS_METRICS.get, horizontal=True, key="dyn_metric")
+metric = st.radio("Metric", list(DYNAMICS_METRICS), format_func=DYNAMICS_METRICS.get, horizontal=True, key="dyn_metric", bind="query-params")
 widgets.chart(figures.dynamics_heatmap(res.matrix(metric), res.checkpoints, res.accuracy, res.layers,
                                        title=f"{DYNAMICS_METRICS[metric]} over training: {res.name}",
                                        metric_label=metric),
@@ -66,7 +66,7 @@ st.caption(f"{len(res.checkpoints)} checkpoints, N = {res.settings['n_samples']}
            f"{100 * res.accuracy[0]:.1f}% to {100 * res.accuracy[-1]:.1f}% (in each row label).")
 
 every_other = res.checkpoints[::2] + ([] if len(res.checkpoints) % 2 else res.checkpoints[-1:])
-chosen = st.multiselect("Checkpoints to overlay", res.checkpoints, default=every_other, key=f"dyn_chosen_{res.name}")
+chosen = st.multiselect("Checkpoints to overlay", res.checkpoints, default=every_other, key=f"dyn_chosen_{res.name}", bind="query-params")
 widgets.chart(figures.dynamics_curves(table, [c for c in res.checkpoints if c in chosen], metric=metric,
                                       metric_label=DYNAMICS_METRICS[metric]),
               table[table["checkpoint"].isin(chosen)], name=f"dynamics_curves_{res.name}", key="dyn_curves",
@@ -76,7 +76,7 @@ st.dataframe(change[["layer", "q_first", "q_last", "q_change", "same_class_fract
              .round(3), hide_index=True, key="dyn_change")
 
 st.subheader("How far apart are the layers?")
-pick = st.selectbox("Checkpoint", res.checkpoints, index=len(res.checkpoints) - 1, key="dyn_diff_ckpt")
+pick = st.selectbox("Checkpoint", res.checkpoints, index=len(res.checkpoints) - 1, key="dyn_diff_ckpt", bind="query-params")
 i = res.checkpoints.index(pick)
 D = modularity_difference(res.matrix("q")[i])
 plan = files_dynamics_plan(model, files) if files else zoo_dynamics_plan(model)

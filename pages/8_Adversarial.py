@@ -18,17 +18,17 @@ st.caption(
 )
 c0, c1 = st.columns([2, 1])
 spec = widgets.model_picker(ws, key="adv_model", verb="attacked", container=c0)
-n = c1.number_input("Samples N (held-out images)", 20, 5000, 200, 20, key="adv_n")
+n = c1.number_input("Samples N (held-out images)", 20, 5000, 200, 20, key="adv_n", bind="query-params")
 with errors.guard("choose the data"):
     data = experiments.data_for(ws, spec)
 st.caption(f"Data: {experiments.data_caption(data)}.")
 
 a, b, c, d = st.columns(4)
 kinds = a.multiselect("Attacks", list(ATTACKS), default=["fgsm", "pgd"], format_func=lambda k: ATTACKS[k].label,
-                      key="adv_kinds", help="CW and one-pixel are slow (about 0.6 s and 0.9 s per image on 2 cores).")
-eps_text = b.text_input("eps for FGSM and PGD (comma-separated)", "0.03, 0.1", key="adv_eps")
-confidence = c.number_input("CW confidence", 0.0, 100.0, 0.0, 1.0, key="adv_conf")
-pixels = d.number_input("One-pixel: pixels changed", 1, 256, 1, key="adv_pixels")
+                      key="adv_kinds", bind="query-params", help="CW and one-pixel are slow (about 0.6 s and 0.9 s per image on 2 cores).")
+eps_text = b.text_input("eps for FGSM and PGD (comma-separated)", "0.03, 0.1", key="adv_eps", bind="query-params")
+confidence = c.number_input("CW confidence", 0.0, 100.0, 0.0, 1.0, key="adv_conf", bind="query-params")
+pixels = d.number_input("One-pixel: pixels changed", 1, 256, 1, key="adv_pixels", bind="query-params")
 
 with errors.guard("read the attacks"):
     try:
@@ -68,7 +68,7 @@ st.caption(f"N = {res.settings['n_samples']} held-out images; accuracy on the cl
            f"{100 * res.accuracy[0]:.1f}%.")
 
 st.subheader("How far apart are the layers?")
-row = st.selectbox("Input set", res.attacks, key="adv_diff_row")
+row = st.selectbox("Input set", res.attacks, key="adv_diff_row", bind="query-params")
 D = res.difference(res.attacks.index(row))
 with errors.guard("compute CKA of the clean inputs"):
     cka = experiments.clean_similarity(spec, data, ws.adapter, int(n), ws.pool, tuple(res.layers))

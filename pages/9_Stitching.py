@@ -20,12 +20,12 @@ st.caption(
 models = experiments.experiment_models(ws)
 names = list(models)
 c0, c1, c2, c3 = st.columns([2, 2, 1, 1])
-a = c0.selectbox("Network A (bottom)", names, index=names.index("tiny10-s0"), key="stitch_a")
-b = c1.selectbox("Network B (top)", names, index=names.index("tiny10-s1"), key="stitch_b")
-epochs = c2.number_input("Epochs per stitch", 0, 10, 1, key="stitch_epochs",
+a = c0.selectbox("Network A (bottom)", names, index=names.index("tiny10-s0"), key="stitch_a", bind="query-params")
+b = c1.selectbox("Network B (top)", names, index=names.index("tiny10-s1"), key="stitch_b", bind="query-params")
+epochs = c2.number_input("Epochs per stitch", 0, 10, 1, key="stitch_epochs", bind="query-params",
                          help="0 keeps the closed-form (least-squares) stitch.")
-lr = c3.number_input("Learning rate", 0.0001, 0.1, 0.005, format="%.4f", key="stitch_lr")
-all_pairs = st.toggle("Every layer of A x every layer of B (otherwise the matched layers)", key="stitch_all")
+lr = c3.number_input("Learning rate", 0.0001, 0.1, 0.005, format="%.4f", key="stitch_lr", bind="query-params")
+all_pairs = st.toggle("Every layer of A x every layer of B (otherwise the matched layers)", key="stitch_all", bind="query-params")
 
 params = dict(all_pairs=all_pairs, epochs=int(epochs), lr=float(lr))
 with errors.guard("stitch the networks"):
@@ -51,7 +51,7 @@ with left:
                   pairs, name=f"stitching_{a}_{b}", key="stitch_heat", image_format=ws.image_format)
 corr = res.correlations()
 with right:
-    index = st.selectbox("Index", list(STITCH_INDICES), format_func=STITCH_INDICES.get, key="stitch_index")
+    index = st.selectbox("Index", list(STITCH_INDICES), format_func=STITCH_INDICES.get, key="stitch_index", bind="query-params")
     rho = float(corr.set_index("index").loc[index, "rho"])
     widgets.chart(figures.stitching_scatter(pairs, index, index_label=STITCH_INDICES[index], rho=rho,
                                             title="Stitched accuracy vs index"),
