@@ -62,7 +62,7 @@ def build(ws, sections: list[str], *, graph_layers: tuple[str, ...] = (), max_no
         accuracy, where = cached.accuracy(fs)
         notes = tuple(cached.model_for_data(m.spec, ws.data.source, ws.data.path, ws.adapter).notes) if m.spec else ()
         models.append(ReportModel(fs, accuracy, where, notes))
-    settings = ReportSettings(data=ws.data.label, n_samples=fs_list[0].n_samples, seed=ws.data.seed,
+    settings = ReportSettings(data=ws.data.where, n_samples=fs_list[0].n_samples, seed=ws.data.seed,
                               k=ws.k_modularity, motif_k=ws.k_motifs, pool=ws.pool, graph_layers=graph_layers,
                               max_nodes=max_nodes, sections=tuple(sections))
     bar = st.progress(0.0, text="Report: starting")

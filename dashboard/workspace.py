@@ -60,11 +60,15 @@ class DataChoice:
     seed: int = 0
 
     @property
-    def label(self) -> str:
+    def where(self) -> str:
+        """The source in words, without N and seed."""
         bundled = {"digits-noise": "digits in noise", "digits": "plain digits"}
-        where = (f"{bundled[self.source]}, held-out split" if self.source in BUNDLED_SOURCES
-                 else f"{self.source}: {self.path}")
-        return f"{where}; N = {self.n}, seed {self.seed}"
+        return (f"{bundled[self.source]}, held-out split" if self.source in BUNDLED_SOURCES
+                else f"{self.source}: {self.path}")
+
+    @property
+    def label(self) -> str:
+        return f"{self.where}; N = {self.n}, seed {self.seed}"
 
 
 @dataclass(frozen=True)

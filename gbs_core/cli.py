@@ -475,7 +475,7 @@ def analyze(ctx, model, out, data_text, n_samples, split, seed, layer_list, pool
                 M, fs.layers, fs.layers, title=f"{figures.metric_title(m)}: {label}", row_title="layer",
                 col_title="layer"))
         figs["motifs"] = figures.motif_bars(motifs, title=f"Triangle motifs: {label}")
-        _write_figures(out, figs, html, title=f"Analysis of {label}", model=label, data=fs.dataset_id, n=n_used,
+        _write_figures(out, figs, html, title=f"Analysis of {label}", model=label, data=spec.text, n=n_used,
                        seed=seed, k=k)
     click.echo(f"{label}: {len(fs.layers)} layers; prunable (dQ < {threshold}): "
                f"{', '.join(flagged['layer']) or 'none'}")

@@ -119,8 +119,8 @@ body { font-family: Helvetica, Arial, sans-serif; color: #262730; max-width: 110
 h1 { font-size: 1.7em; margin-bottom: 0.2em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
 h3 { margin-top: 1.5em; } nav ol { columns: 2; } .meta { color: #555; }
 table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.9em; }
-th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; } th { background: #f4f4f6; }
-td:first-child, th:first-child { text-align: left; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f4f4f6; }
 .figure { margin: 1em 0; break-inside: avoid; page-break-inside: avoid; }
 .note { background: #f6f7fb; border-left: 4px solid #8a94ad; padding: 0.5em 0.9em; }
 @media print { body { max-width: none; margin: 0; } nav { display: none; } h2 { break-before: auto; } }

@@ -55,6 +55,7 @@ PAGES = [
     ("Adversarial", "adversarial", 3, 0),  # curves, layer difference, CKA
     ("Stitching", "stitching", 0, 0),  # a fresh cache holds no trained stitch: the page offers to train them
     ("Transfer", "transfer", 1, 0),  # score vs accuracy scatter
+    ("Report", "report", 0, 0),  # the sections to pick and the button
 ]
 ANALYSIS_PAGES = 5  # home and pages 1-4: the pages the issue's speed targets were first measured on
 LOCAL_SCHEMES = {"data", "blob", "about"}
@@ -209,6 +210,7 @@ def check_page(page, name: str) -> None:
             "Adversarial",
             "Stitching",
             "Transfer",
+            "Report",
         ], nav
         links = page.locator('[data-testid="stMain"] [data-testid="stPageLink"] a')
         assert [h.split("/")[-1] for h in links.evaluate_all("as => as.map(a => a.href)")] == [p for p, *_ in PAGES[1:]]
@@ -313,3 +315,83 @@ def test_uploading_a_torchvision_checkpoint_analyses_an_image_folder(server, bro
         page.screenshot(path=str(SHOTS / "own_checkpoint_modularity.png"), full_page=True)
     finally:
         context.close()
+
+
+def test_a_report_made_on_home_opens_offline_with_every_figure_drawn(server, browser, tmp_path):
+    """Home's button makes the report of the default workspace; the downloaded file, opened from disk with every
+    request off the machine refused, draws each of its figures (plotly inlined once) and asks for nothing."""
+    context = browser.new_context(viewport={"width": 1300, "height": 1800}, accept_downloads=True)
+    page = context.new_page()
+    try:
+        page.goto(server, wait_until="domcontentloaded")
+        wait_rendered(page, 0, 0)
+        page.get_by_role("button", name="Make a report of this workspace").click()
+        button = page.get_by_role("button", name="Download the report (HTML)")
+        button.wait_for(timeout=300_000)
+        with page.expect_download(timeout=120_000) as download:
+            button.click()
+        path = tmp_path / download.value.suggested_filename
+        download.value.save_as(path)
+        assert path.name.startswith("report_digits-noise_n500_seed0_k3") and path.suffix == ".html"
+    finally:
+        context.close()
+    offline = browser.new_context(viewport={"width": 1300, "height": 1800})
+    requests: list[str] = []
+
+    def guard(route):
+        if urlparse(route.request.url).scheme in ("file", *LOCAL_SCHEMES):
+            route.continue_()
+        else:
+            requests.append(route.request.url)
+            route.abort()
+
+    offline.route("**/*", guard)
+    view = offline.new_page()
+    errors: list[str] = []
+    view.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        view.goto(path.as_uri(), wait_until="load")
+        expected = view.locator("div.figure").count()
+        assert expected >= 8  # modularity, 2 heatmaps, 2 motif charts, 3 graphs at least
+        view.wait_for_function(
+            """n => { const ps = Array.from(document.querySelectorAll('.js-plotly-plot'));
+                      return ps.length === n && ps.every(p => p._fullData && p._fullData.length
+                                                          && p.querySelector('.main-svg')); }""",
+            arg=expected, timeout=120_000, polling=250)
+        heights = view.eval_on_selector_all(".js-plotly-plot", "ps => ps.map(p => p.getBoundingClientRect().height)")
+        assert all(h > 200 for h in heights), heights
+        headings = view.locator("h2").all_inner_texts()
+        assert headings[:5] == ["Settings", "Modularity over depth", "Layer similarity", "Triangle motifs",
+                                "Sample graphs"], headings
+        assert "resnet56" in view.locator("table").nth(1).inner_text()
+        view.screenshot(path=str(SHOTS / "report.png"), full_page=False)
+        assert requests == [] and errors == [], (requests[:5], errors)
+    finally:
+        offline.close()
+
+
+def test_a_link_copied_from_a_page_reopens_it_as_it_was(server, browser):
+    """Change the Similarity page's CKA variant in the browser; the address bar then holds it, and opening that
+    address in a fresh context shows the same choice and chart."""
+    context = browser.new_context(viewport={"width": 1500, "height": 1800})
+    page = context.new_page()
+    try:
+        page.goto(f"{server}/Similarity", wait_until="domcontentloaded")
+        wait_rendered(page, 2, 0)
+        combo = page.get_by_role("combobox", name="CKA variant")
+        combo.click()
+        page.get_by_role("option", name="debiased linear", exact=True).click()
+        page.wait_for_function("() => location.search.includes('sim_cka=')", timeout=60_000)
+        wait_rendered(page, 2, 0)
+        link = page.url
+    finally:
+        context.close()
+    fresh = browser.new_context(viewport={"width": 1500, "height": 1800})
+    page = fresh.new_page()
+    try:
+        page.goto(link, wait_until="domcontentloaded")
+        wait_rendered(page, 2, 0)
+        titles = page.locator(".js-plotly-plot .gtitle").evaluate_all(SVG_TEXTS)
+        assert any(t.startswith("CKA (debiased linear)") for t in titles), titles
+    finally:
+        fresh.close()

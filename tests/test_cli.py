@@ -61,7 +61,7 @@ def test_analyze_writes_every_file(run, tmp_path):
     run("analyze", "tiny10-s0", "--out", str(out), "--n-samples", "60", "--metrics", "linear_cka,gbs_dense",
         "--threshold", "0.03", "--html")
     for name in ["modularity.csv", "prunable.json", "similarity_linear_cka.csv", "similarity_gbs_dense.csv",
-                 "motifs.csv", "summary.json", "modularity.html", "similarity_linear_cka.html", "motifs.html"]:
+                 "motifs.csv", "summary.json", "figures.html"]:
         assert (out / name).is_file(), name
     mod = pd.read_csv(out / "modularity.csv")
     assert list(mod["layer"]) == [f"features.{i}" for i in range(8)] and mod["q"].between(-0.5, 1).all()
@@ -72,7 +72,9 @@ def test_analyze_writes_every_file(run, tmp_path):
     assert all(abs(cka.iloc[i, i] - 1) < 1e-6 for i in range(8))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_samples"] == 60 and summary["metrics"] == ["linear_cka", "gbs_dense"]
-    assert "plotly" in (out / "modularity.html").read_text()[:100000].lower()
+    page = (out / "figures.html").read_text()
+    assert page.count('class="figure"') == 4  # modularity, two heatmaps, motifs: one page, plotly inlined once
+    assert page.count("Plotly.newPlot") == 4 and page.count("<script type=\"text/javascript\">/**") <= 1
 
 
 def test_analyze_rejects_unknown_metric(run, tmp_path):
@@ -84,7 +86,7 @@ def test_prune_writes_every_file(run, tmp_path):
     out = tmp_path / "p"
     res = run("prune", "tiny10-s0", "--out", str(out), "--epochs", "1", "--train-samples", "100",
               "--curve-samples", "60", "--threshold", "median", "--control-seeds", "0,1", "--html")
-    for name in ["pruning.csv", "units.csv", "pruning.json", "pruning.html"]:
+    for name in ["pruning.csv", "units.csv", "pruning.json", "figures.html"]:
         assert (out / name).is_file(), name
     table = pd.read_csv(out / "pruning.csv")
     assert table["variant"].iloc[0] == "original"
@@ -128,7 +130,7 @@ def test_sanity_check_writes_every_file(run, tmp_path):
     res = run("sanity-check", "--out", str(out), "--models", "tiny10-s0,tiny10-s1", "--n-samples", "60", "--pool",
               "--metrics", "linear_cka,pwcca", "--heatmap", "1,0", "--html")
     for name in ["sanity.csv", "sanity_per_layer.csv", "sanity_pairs.csv", "heatmap_linear_cka.csv",
-                 "heatmap_pwcca.csv", "sanity.json", "heatmap_linear_cka.html", "heatmap_pwcca.html"]:
+                 "heatmap_pwcca.csv", "sanity.json", "figures.html"]:
         assert (out / name).is_file(), name
     table = pd.read_csv(out / "sanity.csv")
     assert list(table["key"]) == ["linear_cka", "pwcca"] and table["ours_pct"].between(0, 100).all()
@@ -176,7 +178,7 @@ def test_dynamics_writes_every_file(run, tmp_path):
     out = tmp_path / "d"
     res = run("dynamics", "tiny10-s0", "--out", str(out), "--n-samples", "60", "--html")
     for name in ["dynamics.csv", "dynamics_q.csv", "dynamics_change.csv", "layer_difference.csv", "dynamics.json",
-                 "dynamics_q.html", "dynamics_curves.html", "layer_difference.html"]:
+                 "figures.html"]:
         assert (out / name).is_file(), name
     q = pd.read_csv(out / "dynamics_q.csv")
     assert list(q["epoch"]) == [0, 1, 2, 4, 8, 16, 32, 60]
@@ -199,7 +201,7 @@ def test_adversarial_writes_every_file(run, tmp_path):
     res = run("adversarial", "tiny10-s0", "--out", str(out), "--n-samples", "60", "--attacks", "fgsm:0,fgsm:0.1",
               "--html")
     for name in ["adversarial.csv", "adversarial_curves.csv", "layer_difference.csv", "adversarial.json",
-                 "adversarial.html", "layer_difference.html"]:
+                 "figures.html"]:
         assert (out / name).is_file(), name
     table = pd.read_csv(out / "adversarial.csv")
     assert list(table["attack"]) == ["clean", "FGSM eps=0", "FGSM eps=0.1"]
@@ -217,9 +219,11 @@ def test_stitch_writes_every_file(run, tmp_path):
     res = run("stitch", "tiny10-s0", "tiny10-s1", "--out", str(out), "--epochs", "0",
               "--pairs", "features.1:features.1,features.6:features.6,features.1:features.6,features.6:features.1",
               "--index-samples", "100", "--html")
-    for name in ["stitching.csv", "stitching_matrix.csv", "correlations.csv", "stitching.json", "stitching.html",
-                 "stitching_linear_cka.html", "stitching_gbs_dense.html", "stitching_same_class_fraction_a.html"]:
+    for name in ["stitching.csv", "stitching_matrix.csv", "correlations.csv", "stitching.json", "figures.html"]:
         assert (out / name).is_file(), name
+    page = (out / "figures.html").read_text()
+    for title in ("stitching_linear_cka", "stitching_gbs_dense", "stitching_same_class_fraction_a"):
+        assert f">{title}</a>" in page  # one page, an index entry per figure
     pairs = pd.read_csv(out / "stitching.csv")
     assert len(pairs) == 4 and pairs["stitched_accuracy"].between(0, 1).all()
     corr = pd.read_csv(out / "correlations.csv")

@@ -21,6 +21,7 @@ BASE = {
     ("adversarial",): ["no-such-model", "--out", "o", "--data", "folder:/no/such/gbs"],
     ("stitch",): ["no-such-a", "no-such-b", "--out", "o", "--data", "folder:/no/such/gbs"],
     ("transfer",): ["--out", "o", "--data", "folder:/no/such/gbs"],
+    ("report",): ["no-such-model", "--out", "o", "--data", "folder:/no/such/gbs"],
     ("zoo", "list"): ["--checkpoints", "no-such-model"],
     ("zoo", "train"): ["--arch", "no_such_arch"],
 }

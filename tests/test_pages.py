@@ -56,7 +56,7 @@ def test_home_shows_one_card_per_model_and_links():
     assert int(of) == N_RESNET56_LAYERS and 0 <= int(flagged) <= N_RESNET56_LAYERS - 1
     links = [link.proto.page for link in at.get("page_link")]  # every page of pages/, in order, by its URL path
     assert links == ["Sample_graph", "Modularity", "Similarity", "Motifs", "Pruning", "Sanity_check",
-                     "Training_dynamics", "Adversarial", "Stitching", "Transfer"]
+                     "Training_dynamics", "Adversarial", "Stitching", "Transfer", "Report"]
     assert "resnet56" in at.info[0].value and "digits in noise" in at.info[0].value
 
 
