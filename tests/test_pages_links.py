@@ -76,3 +76,29 @@ def test_the_report_page_makes_a_report_with_the_linked_sections():
     assert_clean(at)
     assert at.success and "self-contained" in at.success[0].value
     assert [b.label for b in at.get("download_button")] == ["Download the report (HTML)"]
+
+
+def _widget(at, key):
+    for kind in ("selectbox", "multiselect", "number_input", "slider", "select_slider", "radio", "toggle",
+                 "text_input"):
+        for element in getattr(at, kind):
+            if element.key == key:
+                return element
+    raise AssertionError(f"no widget {key!r} on the page")
+
+
+@pytest.mark.parametrize(("page", "query", "expected"), [
+    ("pages/5_Pruning.py", {"zoo": "tiny10-s0", "prune_epochs": "3", "prune_lr": "0.05", "prune_controls": "1"},
+     {"prune_epochs": 3, "prune_lr": 0.05, "prune_controls": 1}),
+    ("pages/7_Training_dynamics.py", {"dyn_n": "40", "dyn_metric": "linear CKA to the last checkpoint's same layer"},
+     {"dyn_n": 40, "dyn_metric": "cka_to_last"}),
+    ("pages/8_Adversarial.py", {"zoo": "tiny10-s0", "adv_n": "40", "adv_eps": "0.05"},
+     {"adv_n": 40, "adv_eps": "0.05"}),
+    ("pages/9_Stitching.py", {"stitch_epochs": "0", "stitch_lr": "0.01"}, {"stitch_epochs": 0, "stitch_lr": 0.01}),
+], ids=["pruning", "training_dynamics", "adversarial", "stitching"])
+def test_experiment_page_links_keep_their_settings(page, query, expected):
+    at = open_page(page, **query)
+    assert not at.exception, [e.value for e in at.exception]
+    for key, value in expected.items():
+        got = _widget(at, key).value
+        assert got == (pytest.approx(value) if isinstance(value, float) else value), key
