@@ -1,12 +1,16 @@
 """2-D coordinates of a layer's samples for the scatter views: UMAP (seeded) or PCA.
 
 umap-learn is imported lazily inside ``embed_2d``: ``import umap`` takes seconds (numba), and ``import gbs_core``
-must stay cheap.
+must stay cheap. Most of umap-learn's numba functions are not marked ``cache=True``, so every fresh process compiled
+them again (about 11 s before the first scatter of a server's life, measured on the 2-core dev box);
+:func:`umap_module` turns numba's own on-disk cache on for them (``Dispatcher.enable_caching``, what ``cache=True``
+does), so the compilation is paid once per machine, not once per process (a fresh process then fits in about 0.5 s).
 """
 
 from __future__ import annotations
 
 import warnings
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -15,6 +19,28 @@ import torch
 from gbs_core._validation import ArrayLike, as_matrix, check_choice, check_positive_int, resolve_device
 
 __all__ = ["embed_2d"]
+
+
+@cache
+def umap_module():
+    """``import umap``, with numba's disk cache enabled for every compiled function of umap-learn and pynndescent that
+    does not ask for it itself (idempotent; the cache lives where numba puts it: ``NUMBA_CACHE_DIR``, else
+    ``__pycache__`` beside the library, else the user's cache folder)."""
+    import sys
+
+    import umap
+    from numba.core.registry import CPUDispatcher
+
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] not in ("umap", "pynndescent") or module is None:
+            continue
+        for obj in list(vars(module).values()):
+            if isinstance(obj, CPUDispatcher) and type(obj._cache).__name__ != "FunctionCache":
+                try:
+                    obj.enable_caching()
+                except Exception:  # noqa: BLE001 - a function numba cannot cache is compiled as before
+                    continue
+    return umap
 
 
 def _pca_2d(X: torch.Tensor) -> np.ndarray:
@@ -83,7 +109,7 @@ def embed_2d(
     n_neighbors = check_positive_int(n_neighbors, "n_neighbors", minimum=2)
     Xt = as_matrix(X, "X", device=torch.device("cpu"), min_samples=4,
                    why="UMAP needs at least 4 (its spectral start); use PCA for fewer")
-    import umap  # lazy: seconds to import
+    umap = umap_module()  # lazy: seconds to import
 
     reducer = umap.UMAP(
         n_components=2,

@@ -69,3 +69,23 @@ def test_errors():
         embed_2d(X[:1], method="pca")
     with pytest.raises(ValueError, match="n_neighbors must be an integer >= 2"):
         embed_2d(X, n_neighbors=1)
+
+
+def test_umap_compiles_once_per_machine_and_gives_the_same_embedding(tmp_path):
+    """umap-learn's numba functions go to numba's disk cache: a second fresh process finds them there (the cache
+    folder fills on the first run and holds umap-learn's entries) and embeds exactly as an uncached process does."""
+    import os
+
+    code = ("import numpy as np; from gbs_core.embedding import embed_2d; "
+            "X = np.random.default_rng(1).normal(size=(60, 8)).astype('float32'); "
+            "np.save(sys.argv[1], embed_2d(X, method='umap', seed=3))")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    for i in range(2):
+        subprocess.run([sys.executable, "-c", "import sys; " + code, str(tmp_path / f"xy{i}.npy")], env=env,
+                       check=True, timeout=600)
+    assert any(p.name.startswith("umap") for p in (tmp_path / "numba").iterdir())
+    assert len(list((tmp_path / "numba").rglob("*.nbi"))) > 20  # many functions cached, not one or two
+    first, second = np.load(tmp_path / "xy0.npy"), np.load(tmp_path / "xy1.npy")
+    X = np.random.default_rng(1).normal(size=(60, 8)).astype("float32")
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(first, embed_2d(X, method="umap", seed=3), atol=1e-5)
