@@ -40,6 +40,10 @@ for col, fs, table in zip(st.columns(min(len(fs_list), 3)) * len(fs_list), fs_li
                  help="Layers whose modularity gain over the previous layer is below the paper's threshold 0.03 "
                  "(plateaus and drops): candidates for pruning. The first layer is never flagged.")
 
+for j, fs in enumerate(fs_list):  # work ahead: the Sample graph page's layers, prepared in the background
+    cached.prepare_ahead(fs, fs.layers[-1], k=ws.k_modularity, method=st.session_state.get("sg_method", "umap"),
+                         seed=ws.data.seed, view=f"m{j}")
+
 st.subheader("Report")
 st.caption("Every section of the Report page (settings, versions, modularity, similarity, motifs, sample graphs and "
            "the experiment results that exist) in one HTML file that opens offline.")

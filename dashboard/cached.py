@@ -22,7 +22,7 @@ import scipy.sparse as sp
 import streamlit as st
 import torch
 
-from dashboard import graph_view
+from dashboard import background, graph_view
 from dashboard.errors import DashboardError
 from gbs_core import analysis
 from gbs_core.activations import list_layers, load_saved_activations
@@ -363,10 +363,9 @@ def similarity(fs_a, fs_b=None, *, metric: str, **params) -> np.ndarray:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _embedding(_fs, key: FsKey, layer: str, method: str, seed: int) -> np.ndarray:
-    with _progress(f"{method.upper()} of {layer}") as bar:
-        xy = analysis.layer_embedding(_fs, layer, method=method, seed=seed, cache=disk_cache())
-        bar(1, 1)
-    return xy
+    # one step with no inner progress to report: a spinner that names it, not a bar stuck at 0%
+    with st.spinner(f"{method.upper()} of {layer}", show_time=True):
+        return analysis.layer_embedding(_fs, layer, method=method, seed=seed, cache=disk_cache())
 
 
 def embedding(fs, layer: str, *, method: str = "umap", seed: int = 0) -> np.ndarray:
@@ -385,7 +384,7 @@ def knn_graph(fs, layer: str, *, k: int) -> sp.csr_array:
 
 @st.cache_data(show_spinner=False, max_entries=128)
 def _graph_html(_fs, key: FsKey, layer: str, k: int, max_nodes: int, seed: int) -> tuple[str, int]:
-    with _progress(f"Laying out the kNN graph of {layer}") as bar:
+    with st.spinner(f"Laying out the kNN graph of {layer}", show_time=True):
         nodes, xy = analysis.layer_graph_layout(_fs, layer, k=k, max_nodes=max_nodes, seed=seed, cache=disk_cache())
         html = graph_view.graph_html(
             knn_graph(_fs, layer, k=k),
@@ -397,7 +396,6 @@ def _graph_html(_fs, key: FsKey, layer: str, k: int, max_nodes: int, seed: int) 
             title=f"{_fs.name}: {layer} (k = {k})",
             seed=seed,
         )
-        bar(1, 1)
     return html, len(nodes)
 
 
@@ -461,3 +459,35 @@ def matrix_table(matrix: np.ndarray, rows: list[str], cols: list[str]) -> pd.Dat
     table = pd.DataFrame(matrix, columns=list(cols))
     table.insert(0, "layer", list(rows))
     return table
+
+
+def _session_id() -> str | None:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return None if ctx is None else ctx.session_id
+
+
+def prepare_ahead(fs: analysis.FeatureSet, layer: str, *, k: int, method: str, seed: int, view: str) -> None:
+    """Start (or join) the background preparation of every layer of ``fs`` (graph layout and scatter), nearest to
+    ``layer`` first, for this browser session's ``view``; nothing when ``GBS_BACKGROUND=0``."""
+    if not background.enabled():
+        return
+    session = _session_id()
+    background.prepare(fs, disk_cache(), k=int(k), method=method, seed=int(seed), max_nodes=graph_view.MAX_NODES,
+                       start=layer, session=session, group=f"{session}|{view}")
+
+
+def preparation_status() -> None:
+    """The sidebar's line on the background preparation of this session's layers, refreshed every 2 s."""
+    if not background.enabled():
+        return
+
+    @st.fragment(run_every=2.0)
+    def status() -> None:
+        session = _session_id()
+        for job in background.jobs():
+            if session in job.sessions and (job.running or job.error or job.finished):
+                st.caption(job.status())
+
+    status()

@@ -400,6 +400,8 @@ def show() -> Workspace:
             horizontal=True,
             **_state("img", "png", share=False, options=["png", "svg"]),
         )
+    with st.sidebar:
+        cached.preparation_status()
     if cached.disk_cache().disabled:  # said on every page: results are recomputed after each restart
         st.sidebar.warning(cached.disk_cache().problem, icon=":material/database_off:")
     for notice in st.session_state.pop(_NOTICES, []):

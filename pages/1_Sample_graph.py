@@ -36,7 +36,6 @@ for i, view in enumerate(views):
         with errors.guard(f"draw layer {layer}"):
             page, drawn = cached.graph_html(fs, layer, k=ws.k_modularity, seed=ws.data.seed)
             q = cached.modularity(fs, k=ws.k_modularity)[layer].mean()
-            xy = cached.embedding(fs, layer, method=method, seed=ws.data.seed)
         st.markdown(f"**{fs.name} · {layer}** — modularity Q = {q:.3f}")
         if drawn < fs.n_samples:
             st.info(
@@ -47,7 +46,12 @@ for i, view in enumerate(views):
         graph_col, scatter_col = (st.container(), st.container()) if compare else st.columns(2)
         with graph_col:
             widgets.graph(page, name=f"{fs.name}_{layer}_knn{ws.k_modularity}", key=f"sg{i}")
-        with scatter_col:
+        # the other layers are laid out and embedded in the background, nearest first, for the slider's next move
+        cached.prepare_ahead(fs, layer, k=ws.k_modularity, method=method, seed=ws.data.seed,
+                             view=f"m{fs_list.index(fs)}")
+        with scatter_col:  # the graph is on the page already while the scatter is computed
+            with errors.guard(f"embed layer {layer}"):
+                xy = cached.embedding(fs, layer, method=method, seed=ws.data.seed)
             fig = figures.embedding_scatter(
                 xy,
                 fs.labels,

@@ -13,6 +13,7 @@ if str(ROOT) not in sys.path:
 
 # Never touch the user's cache from tests; set before anything imports the core.
 os.environ.setdefault("GBS_CACHE_DIR", tempfile.mkdtemp(prefix="gbs-test-cache-"))
+os.environ.setdefault("GBS_BACKGROUND", "0")  # no background preparation in tests (test_background.py runs it)
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
