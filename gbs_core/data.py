@@ -25,7 +25,7 @@ import hashlib
 import io
 import json
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -45,6 +45,7 @@ __all__ = [
     "load_image_folder",
     "load_cifar",
     "stratified_subsample",
+    "SubsampleOrigin",
     "stratified_split",
     "MAX_SAMPLES",
 ]
@@ -59,6 +60,15 @@ class DataError(ValueError):
     """Input data is missing or malformed; the message names the path, what was expected and what was found."""
 
 
+@dataclass(frozen=True)
+class SubsampleOrigin:
+    """Where a stratified subsample comes from: ``parent_id``'s samples at ``indices`` (sorted), drawn with ``seed``."""
+
+    parent_id: str
+    seed: int
+    indices: np.ndarray = field(repr=False, compare=False)
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """Images, labels and class names of one sample set.
@@ -70,12 +80,16 @@ class Dataset:
     class_names : tuple of str
     dataset_id : str
         Identifies exactly these samples in this order (used in cache keys).
+    origin : SubsampleOrigin or None
+        For a stratified subsample: the data set it was drawn from, the seed and the positions drawn (so a smaller N
+        of the same seed can reuse what a larger N computed; see :func:`stratified_subsample`).
     """
 
     images: torch.Tensor
     labels: np.ndarray
     class_names: tuple[str, ...]
     dataset_id: str
+    origin: SubsampleOrigin | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4:
@@ -121,8 +135,12 @@ def stratified_subsample(dataset: Dataset, n: int, seed: int = 0) -> Dataset:
     """Pick ``n`` samples with each class represented in proportion to its size.
 
     Per class, ``floor(n * n_c / N)`` samples are taken, and the remaining slots go to the classes with the largest
-    fractional parts (ties broken by class index). Within a class the samples are a seeded random choice. The result is
-    sorted by original index, so the same ``n`` and ``seed`` always give the same samples in the same order.
+    fractional parts (ties broken by class index). Within a class the samples are the first ones of a seeded
+    permutation of the class, the same permutation for every ``n``: so for one seed the samples of a smaller ``n`` lie
+    inside those of a larger one (nested) whenever no class's share shrinks, which is every case but the rare
+    "Alabama paradox" of largest-remainder shares (a class may then lose one sample). The result is sorted by original
+    index, so the same ``n`` and ``seed`` always give the same samples in the same order; it records its
+    :class:`SubsampleOrigin`.
 
     Raises
     ------
@@ -143,10 +161,11 @@ def stratified_subsample(dataset: Dataset, n: int, seed: int = 0) -> Dataset:
     take[order[:remainder]] += 1
     chosen = []
     for cls, t in zip(classes, take, strict=True):
-        members = np.flatnonzero(dataset.labels == cls)
-        chosen.append(rng.choice(members, size=t, replace=False))
+        # a seeded order of the whole class, whatever n is: a smaller n takes a prefix of it (nested samples)
+        chosen.append(rng.permutation(np.flatnonzero(dataset.labels == cls))[:t])
     indices = np.sort(np.concatenate(chosen))
-    return dataset.subset(indices, tag=f"strat{n}s{seed}")
+    sub = dataset.subset(indices, tag=f"strat{n}s{seed}")
+    return replace(sub, origin=SubsampleOrigin(dataset.dataset_id, int(seed), indices))
 
 
 def stratified_split(data: Dataset, test_fraction: float = 0.3, seed: int = 0) -> tuple[Dataset, Dataset]:

@@ -212,8 +212,47 @@ def load_model(spec: ModelSpec, *, data_shape: tuple[int, int, int] = (1, 16, 16
                        notes=tuple(notes), family=family)
 
 
-def _key(model_id: str, data: Dataset, layer: str, pool: bool) -> dict:
-    return {"kind": "activations", "model": model_id, "data": data.dataset_id, "layer": layer, "pool": bool(pool)}
+def _key(model_id: str, data: Dataset | str, layer: str, pool: bool) -> dict:
+    dataset_id = data if isinstance(data, str) else data.dataset_id
+    return {"kind": "activations", "model": model_id, "data": dataset_id, "layer": layer, "pool": bool(pool)}
+
+
+def _largest_key(model_id: str, data: Dataset, pool: bool) -> dict:
+    """Cache key of the pointer to the largest subsample of ``data``'s parent and seed extracted for this model."""
+    return {"kind": "activations-largest-subsample", "model": model_id, "parent": data.origin.parent_id,
+            "seed": data.origin.seed, "pool": bool(pool)}
+
+
+def _from_larger_subsample(cache: DiskCache, model_id: str, data: Dataset, names: Sequence[str], pool: bool
+                           ) -> dict[str, np.ndarray]:
+    """Rows of ``data`` cut from the cached features of a larger nested subsample (same parent and seed), for the
+    ``names`` (layers and ``__predictions__``) that subsample has; empty when there is none or it does not hold all of
+    ``data``'s samples (see :func:`~gbs_core.data.stratified_subsample`)."""
+    if data.origin is None:
+        return {}
+    hit = cache.get(_largest_key(model_id, data, pool))
+    if hit is None:
+        return {}
+    donor_idx, donor_id = hit[0]["indices"], str(hit[1].get("data", ""))
+    ours = data.origin.indices
+    rows = np.searchsorted(donor_idx, ours)
+    if len(donor_idx) < len(ours) or rows.max(initial=0) >= len(donor_idx) or not np.array_equal(donor_idx[rows], ours):
+        return {}
+    out = {}
+    for name in names:
+        got = cache.get(_key(model_id, donor_id, name, pool if name != "__predictions__" else False))
+        if got is not None:
+            arr = got[0]["predictions" if name == "__predictions__" else "features"]
+            out[name] = arr[rows]
+    return out
+
+
+def _note_largest(cache: DiskCache, model_id: str, data: Dataset, pool: bool) -> None:
+    if data.origin is None:
+        return
+    hit = cache.get(_largest_key(model_id, data, pool))
+    if hit is None or len(hit[0]["indices"]) < len(data.origin.indices):
+        cache.put(_largest_key(model_id, data, pool), {"indices": data.origin.indices}, {"data": data.dataset_id})
 
 
 def cached_activations(
@@ -230,7 +269,9 @@ def cached_activations(
     """Features of ``layers`` (default: the model's default layers) for ``data``, in depth order, through the cache.
 
     Layers already cached are read back; the others are extracted in one batched pass and stored, one entry per layer
-    (plus one for the predictions). Without a cache everything is extracted.
+    (plus one for the predictions). A stratified subsample whose samples lie inside a larger one of the same data and
+    seed that was extracted before (the subsamples are nested in N) has its rows cut from that one's features instead
+    of running the model. Without a cache everything is extracted.
     """
     if layers is None:
         layers = loaded.default_layers()
@@ -256,6 +297,15 @@ def cached_activations(
                 features[name] = hit[0]["features"]
         hit = cache.get(_key(loaded.model_id, data, "__predictions__", False))
         predictions = hit[0]["predictions"] if hit is not None else None
+    if cache is not None and (missing or predictions is None):  # a smaller N of the same seed: cut, not extract
+        cut = _from_larger_subsample(cache, loaded.model_id, data, [*missing, "__predictions__"], pool)
+        for name in [n for n in missing if n in cut]:
+            features[name] = cut[name]
+            cache.put(_key(loaded.model_id, data, name, pool), {"features": cut[name]}, {"shape": list(cut[name].shape)})
+        missing = [n for n in missing if n not in cut]
+        if predictions is None and "__predictions__" in cut:
+            predictions = cut["__predictions__"]
+            cache.put(_key(loaded.model_id, data, "__predictions__", False), {"predictions": predictions})
     if missing or predictions is None:
         to_extract = missing or layers[:1]
         acts = extract_activations(loaded.model, data, to_extract, pool=pool, device=device, batch_size=batch_size,
@@ -270,4 +320,6 @@ def cached_activations(
             cache.put(_key(loaded.model_id, data, "__predictions__", False), {"predictions": predictions})
     elif progress is not None:
         progress(len(data), len(data))
+    if cache is not None:
+        _note_largest(cache, loaded.model_id, data, pool)
     return Activations(features={n: features[n] for n in layers}, predictions=predictions)

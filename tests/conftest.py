@@ -20,6 +20,27 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 import pytest  # noqa: E402
 
 
+@pytest.fixture()
+def run(tmp_path):
+    """``run(*args, ok=True)``: ``python -m gbs_core ARGS`` through click's CliRunner with a throw-away cache; with
+    ``ok`` it must succeed, without it it must fail cleanly (no traceback)."""
+    from click.testing import CliRunner
+
+    from gbs_core.cli import main
+
+    runner = CliRunner()
+
+    def _run(*args: str, ok: bool = True):
+        result = runner.invoke(main, ["--cache-dir", str(tmp_path / "cache"), *args], catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        else:
+            assert result.exit_code != 0 and "Traceback" not in result.output
+        return result
+
+    return _run
+
+
 @pytest.fixture(scope="module")
 def module_disk_cache(tmp_path_factory):
     """A disk cache of its own for one test module (set through GBS_CACHE_DIR, restored afterwards)."""

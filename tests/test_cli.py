@@ -8,22 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
-from gbs_core.cli import main, parse_model_spec
-
-
-@pytest.fixture()
-def run(tmp_path):
-    runner = CliRunner()
-
-    def _run(*args: str, ok: bool = True):
-        result = runner.invoke(main, ["--cache-dir", str(tmp_path / "cache"), *args], catch_exceptions=False)
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return _run
+from gbs_core.cli import parse_model_spec
 
 
 def test_help_for_every_subcommand(run):

@@ -8,24 +8,8 @@ import json
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
-from gbs_core.cli import main, parse_model_spec
-
-
-@pytest.fixture()
-def run(tmp_path):
-    runner = CliRunner()
-
-    def _run(*args: str, ok: bool = True):
-        result = runner.invoke(main, ["--cache-dir", str(tmp_path / "cache"), *args], catch_exceptions=False)
-        if ok:
-            assert result.exit_code == 0, result.output
-        else:
-            assert result.exit_code != 0 and "Traceback" not in result.output
-        return result
-
-    return _run
+from gbs_core.cli import parse_model_spec
 
 
 def test_model_specs_of_every_family():

@@ -46,3 +46,42 @@ def test_checkpoint_and_torchvision_specs(tmp_path):
         load_model(ModelSpec("hub", "x"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown architecture 'nope'"):
         load_model(ModelSpec("checkpoint", "nope", checkpoint=str(path)))
+
+
+def test_subsamples_are_nested_in_n_for_one_seed():
+    from gbs_core.data import load_bundled
+
+    d = load_bundled("digits-noise", "test")
+    big, small = d.subsample(500, seed=2), d.subsample(300, seed=2)
+    assert set(small.origin.indices) <= set(big.origin.indices)
+    assert not set(d.subsample(300, seed=3).origin.indices) <= set(big.origin.indices)  # another seed, other samples
+    steps = [set(d.subsample(n, seed=1).origin.indices) <= set(d.subsample(n + 1, seed=1).origin.indices)
+             for n in range(1, 539)]
+    assert sum(steps) >= 530  # nested but for the rare largest-remainder (Alabama) step
+
+
+def test_a_smaller_n_reuses_the_features_of_a_larger_one(tmp_path, monkeypatch):
+    """N = 500 then N = 300 of the same seed: the second run cuts its rows from the first's features (no forward
+    pass) and they equal a fresh extraction of those 300 samples."""
+    from gbs_core import pipeline
+    from gbs_core.cache import DiskCache
+    from gbs_core.data import load_bundled
+
+    d = load_bundled("digits-noise", "test")
+    loaded = pipeline.load_model(pipeline.ModelSpec("zoo", "tiny10-s0"), data_shape=(1, 16, 16), num_classes=10)
+    cache = DiskCache(tmp_path)
+    layers = ["features.1", "features.5"]
+    pipeline.cached_activations(loaded, d.subsample(500, seed=0), layers, cache=cache)
+    calls = []
+    real = pipeline.extract_activations
+    monkeypatch.setattr(pipeline, "extract_activations", lambda *a, **k: calls.append(1) or real(*a, **k))
+    small = d.subsample(300, seed=0)
+    cut = pipeline.cached_activations(loaded, small, layers, cache=cache)
+    assert calls == []
+    fresh = pipeline.cached_activations(loaded, small, layers, cache=None)  # the reference: one forward pass
+    assert len(calls) == 1
+    for name in layers:
+        np.testing.assert_allclose(cut.features[name], fresh.features[name], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(cut.predictions, fresh.predictions)
+    pipeline.cached_activations(loaded, d.subsample(300, seed=1), layers, cache=cache)  # another seed: extracted
+    assert len(calls) == 2

@@ -7,12 +7,10 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
 from dashboard.graph_view import external_references
 from gbs_core import export, figures
 from gbs_core.analysis import feature_set_from_arrays, modularity_by_layer, modularity_table
-from gbs_core.cli import main
 from gbs_core.experiments.sanity import run_sanity_check
 from gbs_core.report import SECTIONS, ReportModel, ReportSettings, graph_layers, report_html
 
@@ -182,17 +180,6 @@ def test_static_files_are_real_images(tmp_path):
     assert b"<svg" in (tmp_path / "heat.svg").read_bytes()[:400]
 
 
-@pytest.fixture()
-def run(tmp_path):
-    runner = CliRunner()
-
-    def _run(*args: str, ok: bool = True):
-        result = runner.invoke(main, ["--cache-dir", str(tmp_path / "cache"), *args], catch_exceptions=False)
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return _run
 
 
 def test_cli_report_of_two_models_with_a_sanity_folder(run, tmp_path):
