@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -136,7 +137,7 @@ class Bench:
         cap = self.args.cap if cap is None else cap
         want = {"charts": charts, "iframes": iframes, "h1_not": h1_not, "head_has": list(head_has),
                 "plot_has": plot_has}
-        events: list[tuple[float, str]] = []
+        events: list[dict] = []
         last = None
         shot_taken = False
         while True:
@@ -148,19 +149,18 @@ class Bench:
             now = time.perf_counter()
             sig = (r["state"], tuple(r["busy"]), r["h1"], r["head"], r["title0"], r["canvas"], r["status"])
             if sig != last:
-                events.append((now - t0, f"{r['state']}; busy={r['busy'] or '-'}; h1={r['h1'][:30]!r}; "
-                                         f"graph={r['head'][:60]!r}; chart={r['title0']!r}; canvas={r['canvas']}; "
-                                         f"bg={r['status'] or '-'}"))
+                events.append({"t": round(now - t0, 3), **{k: r[k] for k in
+                               ("state", "busy", "h1", "head", "title0", "canvas", "status")}})
                 last = sig
             if r["ready"]:
                 elapsed = now - t0
-                self.timelines.append({"label": label, "seconds": elapsed, "events": events})
+                self.timelines.append({"label": label, "seconds": elapsed, "target": target, "events": events})
                 return elapsed
             if self.shot_dir and target and not shot_taken and now - t0 > target:
                 page.screenshot(path=str(self.shot_dir / f"{label.replace(' ', '_').replace('/', '_')}.png"))
                 shot_taken = True
             if now - t0 > cap:
-                self.timelines.append({"label": label, "seconds": None, "events": events})
+                self.timelines.append({"label": label, "seconds": None, "target": target, "events": events})
                 raise Capped(f"{label}: not done after {cap:.0f} s")
             time.sleep(0.03)
 
@@ -277,11 +277,11 @@ class Bench:
 
     def row_3(self, page) -> None:
         page.wait_for_timeout(self.args.settle * 1000)
-        thumb = page.locator('[data-testid="stMain"] [data-testid="stSlider"] [role="slider"]').first
-        n = int(thumb.get_attribute("aria-valuemax")) - int(thumb.get_attribute("aria-valuemin")) + 1
-        value_el = page.locator('[data-testid="stMain"] [data-testid="stSliderThumbValue"]').first
-        at = int(thumb.get_attribute("aria-valuenow"))
-        visited = {value_el.text_content().strip()}
+        # the layer slider's thumb is a (visually hidden) range input: min/max/value are layer indices
+        thumb = page.locator('[data-testid="stMain"] [data-testid="stSlider"] input[type="range"]').first
+        n = int(thumb.get_attribute("max")) - int(thumb.get_attribute("min")) + 1
+        at = int(thumb.input_value())
+        visited = {thumb.get_attribute("aria-valuetext")}
         targets = [0, n // 2, n // 4]
         print(f"  {n} layers; on {sorted(visited)} (index {at}); after {self.args.settle:.0f} s: "
               f"{self._status(page) or 'no preparation line'}", flush=True)
@@ -297,7 +297,7 @@ class Bench:
                 page.keyboard.press(key)
             t0 = time.perf_counter()
             page.keyboard.press(keys[-1])
-            layer = value_el.text_content().strip()
+            layer = thumb.get_attribute("aria-valuetext")
             if layer in visited:
                 print(f"  warning: {layer} was visited already", flush=True)
             try:
@@ -372,8 +372,38 @@ def _fmt(s: float | None, digits: int = 1) -> str:
     return "capped" if s is None else f"{s:.{digits}f}"
 
 
-def _first(events: list[tuple[float, str]], needle: str) -> float | None:
-    return next((t for t, e in events if needle in e.split("graph=", 1)[-1].split("; chart=")[0]), None)
+def _first(events: list[dict], needle: str) -> float | None:
+    """When the graph legend first held ``needle``."""
+    return next((e["t"] for e in events if needle in e["head"]), None)
+
+
+def _phase(e: dict) -> str:
+    """What the page showed, without the spinner's running clock or the progress bar's per-item suffix."""
+    if e["busy"]:
+        return " + ".join(re.sub(r" \(\d+(\.\d+)? seconds\)", "", re.sub(r'^(Progress "[^:"]*):[^"]*', r"\1", b))
+                          for b in e["busy"])
+    return f"script {e['state']}, no spinner"
+
+
+def phases(events: list[dict], end: float | None) -> str:
+    """Consecutive events with the same :func:`_phase` as ``label start-end``; ``[graph: title]`` where the graph
+    iframe's legend changed (the new graph arrived on the page)."""
+    out: list[list] = []
+    graph = None
+    for e in events:
+        label = _phase(e)
+        title = (e.get("head") or "").split("0123456789")[0].strip() or "none"
+        if graph is not None and title != graph:
+            label = f"[graph: {title}] {label}"
+        graph = title
+        if out and out[-1][0] == label:
+            continue
+        if out:
+            out[-1][2] = e["t"]
+        out.append([label, e["t"], None])
+    if out:
+        out[-1][2] = end
+    return "; ".join(f"{label} {a:.1f}-{_fmt(b)}" for label, a, b in out)
 
 
 # ---- the earlier measurements (--legacy) ------------------------------------------------------------------------
@@ -515,14 +545,15 @@ def main() -> None:
         if args.legacy:
             legacy(browser, args.repeats)
         browser.close()
-    slow = {ROWS[r][0] for r, v in bench.results.items() if v.get("max", v["value"]) is None
-            or v.get("max", v["value"]) >= ROWS[r][1]}
-    for tl in bench.timelines:
-        if args.timelines or tl["seconds"] is None or tl["seconds"] > 1.5 and any(
-                tl["label"].split(" ", 1)[0] in ("cold", "warm", "slider", "k", "N") for _ in [0]) and slow:
-            print(f"\ntimeline: {tl['label']} ({_fmt(tl['seconds'], 2)} s)")
-            for t, e in tl["events"]:
-                print(f"  {t:7.2f}  {e}")
+    for tl in bench.timelines:  # what the page showed while a wait ran past its row's target
+        if args.timelines or tl["seconds"] is None or (tl["target"] and tl["seconds"] > tl["target"]):
+            print(f"\n{tl['label']} ({_fmt(tl['seconds'], 2)} s, target {tl['target']}): "
+                  f"{phases(tl['events'], tl['seconds'])}")
+            if args.timelines:
+                for e in tl["events"]:
+                    print(f"  {e['t']:7.2f}  {e['state']}; busy={e['busy'] or '-'}; h1={e['h1'][:30]!r}; "
+                          f"graph={e['head'][:50]!r}; chart={e['title0']!r}; canvas={e['canvas']}; "
+                          f"bg={e['status'] or '-'}")
     if args.timeline_json:
         Path(args.timeline_json).write_text(json.dumps(bench.timelines, indent=1))
     table = bench.table()
