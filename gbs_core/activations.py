@@ -39,8 +39,9 @@ MAX_ACTIVATIONS_UNPACKED_BYTES = 4 * 1024**3  # what an .npz may unpack to (arra
 MAX_ACTIVATIONS_FILE_BYTES = 1024**3
 
 
-class MemoryBudgetWarning(ResourceWarning):
-    """A request would hold more feature memory than the budget."""
+class MemoryBudgetWarning(UserWarning):
+    """A request would hold more feature memory than the budget. A UserWarning, so Python shows it by default (a
+    ResourceWarning is ignored unless asked for)."""
 
 
 @dataclass(frozen=True)
@@ -273,20 +274,23 @@ def extract_activations(
     preds: list[np.ndarray] = []
     try:
         with torch.no_grad(), _forward_hooks(model, layers, record):
+            # one sample first: the features' size is known, and said, before the real work starts
+            model(batch_of(0)[:1].to(device))
+            per_sample = sum((t.shape[1] if pool and t.ndim == 4 else t[0].numel()) for t in current.values())
+            current.clear()
+            order.clear()
+            need = per_sample * n_samples * 4
+            if need > memory_budget:
+                warnings.warn(
+                    f"these {len(layers)} layers hold {need / 2**30:.2f} GiB of features for {n_samples} "
+                    f"samples (budget {memory_budget / 2**30:.2f} GiB); use fewer samples, pool conv maps "
+                    "(pool=True) or fewer layers",
+                    MemoryBudgetWarning,
+                    stacklevel=2,
+                )
             for start in range(0, n_samples, batch_size):
                 x = batch_of(start).to(device)
                 out = _first_tensor(model(x), output_key)
-                if start == 0:
-                    per_sample = sum((t.shape[1] if pool and t.ndim == 4 else t[0].numel()) for t in current.values())
-                    need = per_sample * n_samples * 4
-                    if need > memory_budget:
-                        warnings.warn(
-                            f"these {len(layers)} layers hold {need / 2**30:.2f} GiB of features for {n_samples} "
-                            f"samples (budget {memory_budget / 2**30:.2f} GiB); use fewer samples, pool conv maps "
-                            "(pool=True) or fewer layers",
-                            MemoryBudgetWarning,
-                            stacklevel=2,
-                        )
                 for name, t in current.items():
                     if pool and t.ndim == 4:
                         t = t.mean(dim=(2, 3))

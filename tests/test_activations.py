@@ -206,3 +206,17 @@ def test_saved_activations_round_trip_and_errors(tmp_path):
     np.savez(tmp_path / "obj.npz", labels=np.array([{"a": 1}], dtype=object), **{"layer:a": np.ones((1, 2))})
     with pytest.raises(ValueError, match="cannot read obj.npz"):
         load_saved_activations(tmp_path / "obj.npz")
+
+
+def test_memory_budget_warning_is_shown_by_default_and_comes_before_the_work():
+    assert issubclass(MemoryBudgetWarning, UserWarning)  # Python ignores ResourceWarning unless asked
+    model = build_model("tiny10")
+    x = torch.zeros(10, 1, 16, 16)
+    seen = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        extract_activations(model, x, ["features.0"], memory_budget=1000, batch_size=4,
+                            progress=lambda done, total: seen.append((len(caught), done)))
+    assert [w.category for w in caught] == [MemoryBudgetWarning]
+    assert seen[0] == (1, 4)  # the warning was out before the first batch was done
+    assert "0.00 GiB" in str(caught[0].message) and "10 samples" in str(caught[0].message)
