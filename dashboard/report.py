@@ -77,6 +77,11 @@ def build(ws, sections: list[str], *, graph_layers: tuple[str, ...] = (), max_no
         bar.empty()
 
 
+def _identity(ws, sections: list[str]) -> tuple:
+    """What a made report depends on: the workspace and the sections (a changed selection needs a new report)."""
+    return (repr(ws), tuple(sections))
+
+
 def _pdf(page: str) -> bytes:
     with tempfile.TemporaryDirectory(prefix="gbs-report-") as folder:
         html_path = Path(folder) / "report.html"
@@ -93,7 +98,7 @@ def downloads(ws, sections: list[str] | None = None, *, key: str, pdf: bool = Fa
         with errors.guard("make the report"):
             page = build(ws, sections, graph_layers=graph_layers, max_nodes=max_nodes)
             made = {"html": page, "name": figures.file_stem("report", **st.session_state.get(widgets.FIGURE_SETTINGS, {})),
-                    "pdf": None, "pdf_error": ""}
+                    "pdf": None, "pdf_error": "", "of": _identity(ws, sections)}
             if pdf:
                 with st.spinner("Printing the PDF through Chromium"):
                     try:
@@ -102,7 +107,7 @@ def downloads(ws, sections: list[str] | None = None, *, key: str, pdf: bool = Fa
                         made["pdf_error"] = str(exc)
             st.session_state[_PAGE] = made
     made = st.session_state.get(_PAGE)
-    if not made:
+    if not made or made["of"] != _identity(ws, sections):  # a report of another selection is not offered
         return
     st.success(f"Report made: {len(made['html']) / 1e6:.1f} MB, self-contained (opens offline).",
                icon=":material/check_circle:")
