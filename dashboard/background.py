@@ -5,7 +5,9 @@ One worker thread per job (a feature set with its k, scatter method and seed), a
 gives a thread; a job is never started twice (a second request joins the running one), it is resumable (each layer's
 result goes to the disk cache as it is made, so a restarted job skips what is done), it works outward from the layer
 the user is looking at, and it stops as soon as no browser session that asked for it is connected, or when the job is
-superseded (the user changed k, N or the model). The dashboard reads the prepared results through the same cached
+superseded (the user changed k, N or the model). It works only while no page is being drawn: before each step it
+waits until no session's script is running, so the user's own requests never share the two cores with it. The
+dashboard reads the prepared results through the same cached
 calls as before, so a prepared layer is a disk read. Set ``GBS_BACKGROUND=0`` to turn it off (the tests do).
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -93,6 +96,27 @@ def _outward(layers: Sequence[str], start: str | None) -> list[str]:
     return sorted(layers, key=lambda name: (abs(list(layers).index(name) - i), list(layers).index(name) < i))
 
 
+def _pages_running() -> bool:
+    """Whether any browser session's script is running now (a page being drawn): the job then waits, so it never
+    competes with what the user asked for (on a 2-core machine, a laying-out thread made every page's first visit up to
+    twice as slow). False outside a Streamlit server."""
+    try:
+        from streamlit import runtime
+        from streamlit.runtime.app_session import AppSessionState
+
+        if not runtime.exists():
+            return False
+        sessions = runtime.get_instance()._session_mgr.list_active_sessions()
+        return any(info.session._state == AppSessionState.APP_IS_RUNNING for info in sessions)
+    except Exception:  # noqa: BLE001 - Streamlit's internals moved: do not wait
+        return False
+
+
+def _wait_idle(job: Job, busy: Callable[[], bool]) -> None:
+    while busy() and not job.stop.is_set():
+        time.sleep(0.05)
+
+
 def _session_alive(sessions: set[str]) -> bool:
     if not sessions:
         return True  # started outside a browser session (tests, scripts): runs to the end unless stopped
@@ -107,14 +131,16 @@ def _session_alive(sessions: set[str]) -> bool:
 
 
 def _run(job: Job, fs: analysis.FeatureSet, cache: DiskCache, *, k: int, method: str, seed: int, max_nodes: int,
-         alive: Callable[[set[str]], bool]) -> None:
+         alive: Callable[[set[str]], bool], busy: Callable[[], bool]) -> None:
     _lowest_priority()
     try:
         for layer in job.layers:
+            _wait_idle(job, busy)
             if job.stop.is_set() or not alive(job.sessions):
                 return
             job.current = layer
             analysis.layer_graph_layout(fs, layer, k=k, max_nodes=max_nodes, seed=seed, cache=cache)
+            _wait_idle(job, busy)
             if job.stop.is_set():
                 return
             analysis.layer_embedding(fs, layer, method=method, seed=seed, cache=cache)
@@ -128,7 +154,8 @@ def _run(job: Job, fs: analysis.FeatureSet, cache: DiskCache, *, k: int, method:
 
 def prepare(fs: analysis.FeatureSet, cache: DiskCache, *, k: int, method: str = "umap", seed: int = 0,
             max_nodes: int = MAX_NODES, start: str | None = None, session: str | None = None,
-            group: str = "", alive: Callable[[set[str]], bool] = _session_alive) -> Job:
+            group: str = "", alive: Callable[[set[str]], bool] = _session_alive,
+            busy: Callable[[], bool] = _pages_running) -> Job:
     """Start (or join) the background job that prepares every layer of ``fs``; returns it.
 
     ``group`` names what the job serves (e.g. a session and a view): a new job of the same group stops the group's
@@ -148,7 +175,8 @@ def prepare(fs: analysis.FeatureSet, cache: DiskCache, *, k: int, method: str = 
             job = Job(key, fs.name, _outward(fs.layers, start))
             job.thread = threading.Thread(
                 target=_run, name=f"gbs-prepare-{fs.name}", daemon=True, args=(job, fs, cache),
-                kwargs=dict(k=int(k), method=method, seed=int(seed), max_nodes=int(max_nodes), alive=alive))
+                kwargs=dict(k=int(k), method=method, seed=int(seed), max_nodes=int(max_nodes), alive=alive,
+                            busy=busy))
             _JOBS[key] = job
             start_it = True
         else:

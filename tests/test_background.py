@@ -105,3 +105,14 @@ def test_disabled_by_the_environment(monkeypatch):
     assert not background.enabled()
     monkeypatch.setenv("GBS_BACKGROUND", "1")
     assert background.enabled()
+
+
+def test_a_job_waits_while_a_page_is_being_drawn(tmp_path):
+    busy = threading.Event()
+    busy.set()
+    job = background.prepare(_fs(), DiskCache(tmp_path), k=3, method="pca", busy=busy.is_set)
+    job.thread.join(timeout=0.5)
+    assert job.running and job.done == 0  # a page is running: nothing done meanwhile
+    busy.clear()
+    job.thread.join(timeout=120)
+    assert job.finished and job.done == job.total
