@@ -127,6 +127,10 @@ def as_transfer(d: dict) -> TransferResult:
 # --- pruning ----------------------------------------------------------------------------------------------------------
 
 
+PRUNING_DEFAULTS = dict(criterion="modularity", threshold=0.03, epochs=10, lr=0.01, control_seeds=(0, 1, 2),
+                        curve_samples=500, train_samples=None)  # the Pruning page's defaults
+
+
 def pruning(spec: ModelSpec, data: DataSpec, adapter: AdapterChoice | None = None, *, run: bool,
             **params) -> dict | None:
     """A pruning run as ``PruningResult.to_dict()``. With ``run=False`` only a finished run is read from the disk
@@ -168,16 +172,21 @@ def _pruning(spec: ModelSpec, data: DataSpec, adapter: AdapterChoice | None, *, 
 # --- sanity check -----------------------------------------------------------------------------------------------------
 
 
+SANITY_DEFAULTS = dict(n_samples=200, metrics=("linear_cka", "rbf_cka_0.4", "gbs_dense", "gbs_knn"))
+SANITY_DEFAULT_MODELS = 4  # the first seeds of the family
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def sanity(models: tuple[ModelSpec, ...], data: DataSpec, adapter: AdapterChoice | None = None, *, n_samples: int,
-           pool: bool, metrics: tuple[str, ...]) -> dict:
-    """The sanity check as ``SanityResult.to_dict()``, with a progress bar per index."""
+           pool: bool, metrics: tuple[str, ...], run: bool = True) -> dict:
+    """The sanity check as ``SanityResult.to_dict()``, with a progress bar per index. With ``run=False`` only a
+    finished check is read from the disk cache (``LookupError`` otherwise, which st.cache_data does not keep)."""
     images = held_out(data, n_samples)
     bar, report = _bar("Sanity check")
     try:
         result = run_zoo_sanity_check(list(models), n_samples=n_samples, pool=pool, metrics=list(metrics),
                                       data=images, cache=cached.disk_cache(), progress=report,
-                                      load=lambda spec: loaded(spec, images, adapter))
+                                      load=lambda spec: loaded(spec, images, adapter), require_cached=not run)
     finally:
         bar.empty()
     return result.to_dict()

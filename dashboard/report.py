@@ -1,9 +1,9 @@
 """The dashboard's report of the workspace (Home's button and the Report page): :func:`gbs_core.report.report_html`
 fed with the sidebar's models and settings, the experiment results that exist, a progress bar, and the downloads.
 
-Which experiment results go in: for pruning, the run each experiment page showed in this session (its own settings),
-else a finished run with the Pruning page's default settings read from the disk cache (nothing is trained here); for
-the sanity check, the one the Sanity check page showed in this session.
+Which experiment results go in: the run each experiment page showed in this session (its own settings), else a
+finished run with the page's default settings read from the disk cache (nothing is trained or computed here): pruning
+of each sidebar model, the sanity check of the first Tiny-10 seeds.
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ import streamlit as st
 from dashboard import cached, errors, experiments, widgets
 from gbs_core import export, figures
 from gbs_core.experiments.pruning import PruningResult
-from gbs_core.experiments.sanity import SanityResult
+from gbs_core.experiments.sanity import SanityResult, zoo_seed_models
+from gbs_core.pipeline import ModelSpec
 from gbs_core.report import SECTIONS, ReportModel, ReportSettings, report_html
 
-__all__ = ["remember", "build", "downloads", "PRUNING_DEFAULTS"]
+__all__ = ["remember", "build", "downloads"]
 
 _RESULTS = "report_results"  # session: {"pruning": {model label: dict}, "sanity": dict}
 _PAGE = "report_page"  # session: the last report made, {"html": str, "name": str, "pdf": bytes | None}
-PRUNING_DEFAULTS = dict(criterion="modularity", threshold=0.03, epochs=10, lr=0.01, control_seeds=(0, 1, 2),
-                        curve_samples=500, train_samples=None)
 
 
 def remember(kind: str, result: dict, label: str = "") -> None:
@@ -45,12 +44,25 @@ def _pruning_results(ws) -> list[PruningResult]:
         elif m.spec is not None:
             try:
                 d = experiments.pruning(m.spec, experiments.data_for(ws, m.spec), ws.adapter, run=False,
-                                        k=ws.k_modularity, **PRUNING_DEFAULTS)
+                                        k=ws.k_modularity, **experiments.PRUNING_DEFAULTS)
             except (errors.DashboardError, ValueError, RuntimeError, LookupError):
                 d = None  # a model that cannot be pruned has no pruning section
             if d is not None:
                 out.append(PruningResult.from_dict(d))
     return out
+
+
+def _sanity_result(ws) -> dict | None:
+    shown = st.session_state.get(_RESULTS, {}).get("sanity")
+    if shown is not None:
+        return shown
+    specs = tuple(ModelSpec("zoo", m) for m in zoo_seed_models("tiny10")[:experiments.SANITY_DEFAULT_MODELS])
+    try:
+        return experiments.sanity(specs, experiments.data_for(ws, specs[0]), ws.adapter, pool=ws.pool, run=False,
+                                  n_samples=experiments.SANITY_DEFAULTS["n_samples"],
+                                  metrics=tuple(experiments.SANITY_DEFAULTS["metrics"]))
+    except (LookupError, errors.DashboardError, ValueError):
+        return None
 
 
 def build(ws, sections: list[str], *, graph_layers: tuple[str, ...] = (), max_nodes: int = 500) -> str:
@@ -68,9 +80,9 @@ def build(ws, sections: list[str], *, graph_layers: tuple[str, ...] = (), max_no
     bar = st.progress(0.0, text="Report: starting")
     try:
         pruning = _pruning_results(ws) if "pruning" in sections else []
-        sanity = st.session_state.get(_RESULTS, {}).get("sanity")
+        sanity = _sanity_result(ws) if "sanity" in sections else None
         return report_html(models, settings, cache=cached.disk_cache(), pruning=pruning,
-                           sanity=SanityResult.from_dict(sanity) if sanity and "sanity" in sections else None,
+                           sanity=SanityResult.from_dict(sanity) if sanity else None,
                            progress=lambda done, total, step: bar.progress(done / max(total, 1),
                                                                           text=f"Report: {step}"))
     finally:

@@ -41,11 +41,11 @@ else:
                         "about half the layers (those that change the sample graph least).")
     threshold = "median" if rule == "median GBS" else c1.number_input(
         "GBS threshold", 0.0, 1.0, 0.99, 0.001, format="%.3f", key="prune_thr_gbs", bind="query-params")
-epochs = c2.number_input("Fine-tuning epochs", 0, 100, 10, key="prune_epochs", bind="query-params")
-lr = c2.number_input("Learning rate", 0.0001, 1.0, 0.01, format="%.4f", key="prune_lr", bind="query-params")
-n_controls = c3.number_input("Control seeds", 0, 10, 3, key="prune_controls", bind="query-params")
+epochs = c2.number_input("Fine-tuning epochs", 0, 100, experiments.PRUNING_DEFAULTS["epochs"], key="prune_epochs", bind="query-params")
+lr = c2.number_input("Learning rate", 0.0001, 1.0, experiments.PRUNING_DEFAULTS["lr"], format="%.4f", key="prune_lr", bind="query-params")
+n_controls = c3.number_input("Control seeds", 0, 10, len(experiments.PRUNING_DEFAULTS["control_seeds"]), key="prune_controls", bind="query-params")
 train_n = c3.number_input("Training images (0: all)", 0, 50_000, 0, 50, key="prune_train_n", bind="query-params")
-curve_n = c4.number_input("Images for the curve", 20, 5000, 500, key="prune_curve_n", bind="query-params")
+curve_n = c4.number_input("Images for the curve", 20, 5000, experiments.PRUNING_DEFAULTS["curve_samples"], key="prune_curve_n", bind="query-params")
 
 params = dict(criterion=criterion, threshold=threshold, epochs=int(epochs), lr=float(lr), control_seeds=tuple(range(int(n_controls))),
               curve_samples=int(curve_n), train_samples=int(train_n) or None, k=ws.k_modularity)

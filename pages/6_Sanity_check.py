@@ -34,10 +34,11 @@ if family == SIDEBAR:
     specs = tuple(own[m] for m in models)
 else:
     seeds = zoo_seed_models(family)
-    models = c1.multiselect("Networks", seeds, default=seeds[:4], key=f"sanity_models_{family}", bind="query-params")
+    models = c1.multiselect("Networks", seeds, default=seeds[:experiments.SANITY_DEFAULT_MODELS],
+                            key=f"sanity_models_{family}", bind="query-params")
     specs = tuple(ModelSpec("zoo", m) for m in models)
-n = c2.number_input("Samples N (held-out images)", 20, 5000, 200, 10, key="sanity_n", bind="query-params")
-metrics = st.multiselect("Indices", list(labels), default=["linear_cka", "rbf_cka_0.4", "gbs_dense", "gbs_knn"],
+n = c2.number_input("Samples N (held-out images)", 20, 5000, experiments.SANITY_DEFAULTS["n_samples"], 10, key="sanity_n", bind="query-params")
+metrics = st.multiselect("Indices", list(labels), default=list(experiments.SANITY_DEFAULTS["metrics"]),
                          format_func=labels.get, key="sanity_metrics", bind="query-params",
                          help="The CCA family costs most (an SVD per layer, one per pair of layers).")
 if len(models) < 2 or not metrics:

@@ -102,3 +102,15 @@ def test_experiment_page_links_keep_their_settings(page, query, expected):
     for key, value in expected.items():
         got = _widget(at, key).value
         assert got == (pytest.approx(value) if isinstance(value, float) else value), key
+
+
+def test_the_report_includes_a_sanity_check_that_is_in_the_cache():
+    """A sanity check run with the page's defaults in one session is in the disk cache; another session's report
+    reads it from there (without running one)."""
+    first = open_page("pages/6_Sanity_check.py")
+    assert_clean(first)
+    at = open_page("pages/11_Report.py", **SMALL, report_sections=["Layer identification (sanity check)"])
+    at.button(key="report_make").click().run()
+    assert_clean(at)
+    page = at.session_state["report_page"]["html"]
+    assert "Models: tiny10-s0, tiny10-s1, tiny10-s2, tiny10-s3" in page and "No sanity-check result" not in page

@@ -154,3 +154,20 @@ def test_errors():
     bad = [models[0], {"other": models[1]["layer0"]}]
     with pytest.raises(ValueError, match="has layers"):
         run_sanity_check(bad, ["a", "b"])
+
+
+def test_require_cached_reads_a_finished_check_and_never_computes(tmp_path):
+    from gbs_core.cache import DiskCache
+
+    rng = np.random.default_rng(0)
+    feats = [{f"l{i}": rng.normal(size=(30, 6)) + i for i in range(3)} for _ in range(2)]
+    cache, ids = DiskCache(tmp_path), ["a", "b"]
+    with pytest.raises(LookupError, match="not in the cache"):
+        run_sanity_check(feats, ["m0", "m1"], metrics=["linear_cka"], cache=cache, cache_ids=ids, require_cached=True)
+    with pytest.raises(LookupError, match="none was given"):
+        run_sanity_check(feats, ["m0", "m1"], metrics=["linear_cka"], require_cached=True)
+    done = run_sanity_check(feats, ["m0", "m1"], metrics=["linear_cka"], cache=cache, cache_ids=ids)
+    read = run_sanity_check(feats, ["m0", "m1"], metrics=["linear_cka"], cache=cache, cache_ids=ids,
+                            require_cached=True)
+    assert read.accuracy == done.accuracy
+    np.testing.assert_array_equal(read.matrices["linear_cka"][(0, 1)], done.matrices["linear_cka"][(0, 1)])

@@ -163,6 +163,7 @@ def run_sanity_check(
     cache_ids: Sequence[str] | None = None,
     settings: Mapping | None = None,
     progress: Progress | None = None,
+    require_cached: bool = False,
 ) -> SanityResult:
     """Layer identification accuracy of each index over every ordered pair of the given models.
 
@@ -175,11 +176,15 @@ def run_sanity_check(
     cache, cache_ids : with a cache, each index's matrix over all models is stored under the ids of the feature sets
         (e.g. weights fingerprint + dataset id + pooling); both are needed to use the cache.
     progress : called ``(done, total, message)`` before and after each index.
+    require_cached : only read results: raise ``LookupError`` when an index's matrix is not in the cache (a report
+        uses this to include a finished check without running one).
 
     Raises
     ------
     ValueError
         Fewer than 2 models, names or ids of the wrong length, different layers, an unknown index.
+    LookupError
+        With ``require_cached``, an index not in the cache (or no cache).
     """
     if len(models_features) < 2:
         raise ValueError(f"the sanity check needs at least 2 models; got {len(models_features)}")
@@ -210,7 +215,12 @@ def run_sanity_check(
         if cache is not None and cache_ids is not None:
             key = {"kind": "sanity-stack", "version": SANITY_VERSION, "metric": spec.metric, "params": spec.kwargs,
                    "models": list(cache_ids), "layers": layers}
-            S = cache.get_or_compute(key, compute)[0]["matrix"]
+            hit = cache.get(key) if require_cached else cache.get_or_compute(key, compute)
+            if hit is None:
+                raise LookupError(f"the sanity check's {spec.label} is not in the cache")
+            S = hit[0]["matrix"]
+        elif require_cached:
+            raise LookupError("the sanity check reads finished results from a cache; none was given")
         else:
             S = compute()["matrix"]
         matrices[spec.key] = {(a, b): S[a * L:(a + 1) * L, b * L:(b + 1) * L].copy()
@@ -245,6 +255,7 @@ def run_zoo_sanity_check(
     cache: DiskCache | None = None,
     progress: Progress | None = None,
     load: Callable | None = None,
+    require_cached: bool = False,
 ) -> SanityResult:
     """The sanity check on bundled zoo models (default: every ``tiny10-s*`` of the digits in noise) with
     ``n_samples`` held-out images (a seeded subsample of the 540-image test split of the data the first model was
@@ -252,7 +263,8 @@ def run_zoo_sanity_check(
     which exclude the logits). ``data`` replaces the held-out images (e.g. a copy the caller already holds;
     ``n_samples`` and ``data_seed`` then subsample it). ``models`` may also hold
     :class:`~gbs_core.pipeline.ModelSpec` (torchvision, timm, checkpoints: give ``data`` then) and ``load(spec)``
-    builds each one (default :func:`~gbs_core.pipeline.load_model` shaped for ``data``)."""
+    builds each one (default :func:`~gbs_core.pipeline.load_model` shaped for ``data``). ``require_cached``: see
+    :func:`run_sanity_check` (the features are still read or extracted: cheap for the zoo's small models)."""
     from gbs_core.pipeline import ModelSpec, cached_activations, load_model
     from gbs_core.zoo.registry import evaluation_data, list_zoo, training_data_of
 
@@ -284,4 +296,4 @@ def run_zoo_sanity_check(
     settings = {"models": list(models), "n_samples": len(data), "pool": bool(pool), "data": data.dataset_id,
                 "data_seed": int(data_seed), "layers": list(feats[0])}
     return run_sanity_check(feats, models, metrics=metrics, cache=cache, cache_ids=ids, settings=settings,
-                            progress=progress)
+                            progress=progress, require_cached=require_cached)
