@@ -482,12 +482,16 @@ def preparation_status() -> None:
     """The sidebar's line on the background preparation of this session's layers, refreshed every 2 s."""
     if not background.enabled():
         return
+    session = _session_id()
 
-    @st.fragment(run_every=2.0)
+    def mine() -> list[background.Job]:
+        return [job for job in background.jobs() if session in job.sessions]
+
+    # it polls only while a job of this session runs; the next page run shows the final line
+    @st.fragment(run_every=2.0 if any(job.running for job in mine()) else None)
     def status() -> None:
-        session = _session_id()
-        for job in background.jobs():
-            if session in job.sessions and (job.running or job.error or job.finished):
+        for job in mine():
+            if job.running or job.error or job.finished:
                 st.caption(job.status())
 
     status()

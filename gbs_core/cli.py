@@ -150,6 +150,18 @@ LEARNING_RATE = FiniteFloat(positive=True)
 FINITE = FiniteFloat()
 
 
+def _metric_list(value: str | None) -> list[str]:
+    """``--metrics``: comma-separated names of :data:`~gbs_core.metrics.SIMILARITY_METRICS`, checked."""
+    from gbs_core.metrics import SIMILARITY_METRICS
+
+    metric_list = _csv_list(value) or []
+    bad = [m for m in metric_list if m not in SIMILARITY_METRICS]
+    if bad:
+        raise click.BadParameter(f"unknown metric(s) {bad}; choose from {', '.join(SIMILARITY_METRICS)}",
+                                 param_hint="--metrics")
+    return metric_list
+
+
 def _int_list(value: str | None, option: str, *, minimum: int = 0) -> list[int]:
     """Comma-separated integers >= ``minimum``; a BadParameter naming ``option`` otherwise."""
     out = []
@@ -318,6 +330,29 @@ def main(ctx: click.Context, cache_dir: Path | None, no_cache: bool) -> None:
 out_option = click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
                           callback=_writable_folder,
                           help="Folder for the result files (created if missing).")
+def analysis_options(f):
+    """The options of what ``analyze`` and ``report`` compute: samples, seed, layers, pooling, k, batches, threshold,
+    motif k, similarity metrics."""
+    for option in reversed([
+        click.option("--n-samples", type=COUNT, default=500, show_default=True,
+                     help="Images analysed (a stratified subsample; all there are when the data has fewer)."),
+        click.option("--seed", type=SEED, default=0, show_default=True,
+                     help="Seed of the stratified subsample (and of the graph layouts)."),
+        click.option("--layers", "layer_list", default=None, help="Comma-separated layer names (default: the model's)."),
+        click.option("--pool", is_flag=True, help="Average-pool conv maps over space before the analyses."),
+        click.option("--k", type=COUNT, default=3, show_default=True, help="Neighbours of the modularity kNN graph."),
+        click.option("--n-batches", type=COUNT, default=1, show_default=True,
+                     help="Disjoint batches for the modularity curve."),
+        click.option("--threshold", type=FINITE, default=0.03, show_default=True,
+                     help="dQ threshold for prunable layers."),
+        click.option("--motif-k", type=COUNT, default=5, show_default=True, help="Neighbours of the motif kNN graph."),
+        click.option("--metrics", default="linear_cka,gbs_dense", show_default=True,
+                     help="Comma-separated similarity metrics for layer x layer matrices (see SIMILARITY_METRICS)."),
+    ]):
+        f = option(f)
+    return f
+
+
 def html_option(f):
     """``--format html,png,svg,pdf`` and ``--html`` (= ``--format html``); the command gets the formats as ``html``
     (a tuple, empty for none)."""
@@ -378,20 +413,10 @@ def layers(model: str, out: Path, data_text: str | None) -> None:
 @out_option
 @data_option
 @adapter_options
-@click.option("--n-samples", type=COUNT, default=500, show_default=True,
-              help="Images analysed (a stratified subsample; all there are when the data has fewer).")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True,
               help="test: the held-out split (all of a folder's images); train: the training split (a folder's "
                    "seeded 70% part).")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the stratified subsample.")
-@click.option("--layers", "layer_list", default=None, help="Comma-separated layer names (default: the model's).")
-@click.option("--pool", is_flag=True, help="Average-pool conv maps over space before the analyses.")
-@click.option("--k", type=COUNT, default=3, show_default=True, help="Neighbours of the modularity kNN graph.")
-@click.option("--n-batches", type=COUNT, default=1, show_default=True, help="Disjoint batches for the modularity curve.")
-@click.option("--threshold", type=FINITE, default=0.03, show_default=True, help="dQ threshold for prunable layers.")
-@click.option("--motif-k", type=COUNT, default=5, show_default=True, help="Neighbours of the motif kNN graph.")
-@click.option("--metrics", default="linear_cka,gbs_dense", show_default=True,
-              help="Comma-separated similarity metrics for layer x layer matrices (see SIMILARITY_METRICS).")
+@analysis_options
 @html_option
 @click.pass_context
 def analyze(ctx, model, out, data_text, n_samples, split, seed, layer_list, pool, k, n_batches, threshold, motif_k, metrics,
@@ -408,13 +433,8 @@ def analyze(ctx, model, out, data_text, n_samples, split, seed, layer_list, pool
         modularity_table,
         motifs_by_layer,
     )
-    from gbs_core.metrics import SIMILARITY_METRICS
 
-    metric_list = _csv_list(metrics) or []
-    bad = [m for m in metric_list if m not in SIMILARITY_METRICS]
-    if bad:
-        raise click.BadParameter(f"unknown metric(s) {bad}; choose from {', '.join(SIMILARITY_METRICS)}",
-                                 param_hint="--metrics")
+    metric_list = _metric_list(metrics)
     t0 = time.perf_counter()
     spec = _data_spec(data_text)
     cache = _cache(ctx)
@@ -998,16 +1018,7 @@ def _results_in(folders: tuple[Path, ...]):
 @out_option
 @data_option
 @adapter_options
-@click.option("--n-samples", type=COUNT, default=500, show_default=True, help="Images analysed (stratified subsample).")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the subsample and of the graph layouts.")
-@click.option("--layers", "layer_list", default=None, help="Comma-separated layer names (default: each model's).")
-@click.option("--pool", is_flag=True, help="Average-pool conv maps over space before the analyses.")
-@click.option("--k", type=COUNT, default=3, show_default=True, help="Neighbours of the modularity kNN graph.")
-@click.option("--n-batches", type=COUNT, default=1, show_default=True, help="Disjoint batches for the modularity curve.")
-@click.option("--threshold", type=FINITE, default=0.03, show_default=True, help="dQ threshold for prunable layers.")
-@click.option("--motif-k", type=COUNT, default=5, show_default=True, help="Neighbours of the motif kNN graph.")
-@click.option("--metrics", default="linear_cka,gbs_dense", show_default=True,
-              help="Comma-separated similarity metrics of the heatmaps.")
+@analysis_options
 @click.option("--sections", default="modularity,similarity,motifs,graphs,pruning,sanity", show_default=True,
               help="Comma-separated sections of the report, in this order.")
 @click.option("--graph-layers", default=None, help="Comma-separated layers whose sample graphs are drawn (default: "
@@ -1024,14 +1035,9 @@ def report(ctx, models, out, data_text, n_samples, seed, layer_list, pool, k, n_
     results of --results folders. With --data npz:PATH the saved activations are reported (no MODELS)."""
     from gbs_core import export
     from gbs_core.analysis import data_warnings, feature_set
-    from gbs_core.metrics import SIMILARITY_METRICS
     from gbs_core.report import SECTIONS, ReportModel, ReportSettings, accuracy_on, report_html
 
-    metric_list = _csv_list(metrics) or []
-    bad = [m for m in metric_list if m not in SIMILARITY_METRICS or m == "minibatch_cka"]
-    if bad:
-        raise click.BadParameter(f"unknown metric(s) {bad}; choose from {', '.join(SIMILARITY_METRICS)}",
-                                 param_hint="--metrics")
+    metric_list = _metric_list(metrics)
     section_list = _csv_list(sections) or []
     bad = [x for x in section_list if x not in SECTIONS]
     if bad or not section_list:

@@ -127,12 +127,12 @@ th { background: #f4f4f6; }
 """
 
 
-def html_document(title: str, body: str, *, style: str = "") -> str:
+def html_document(title: str, body: str) -> str:
     """A complete HTML page: ``title`` (escaped), the body given (already HTML), plotly.js inline once."""
     plotly_js = get_plotlyjs()
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{html.escape(title)}"
-            f"</title><style>{_STYLE}{style}</style>\n<script type=\"text/javascript\">{plotly_js}</script>\n"
+            f"</title><style>{_STYLE}</style>\n<script type=\"text/javascript\">{plotly_js}</script>\n"
             f"</head><body>\n{body}\n</body></html>\n")
 
 

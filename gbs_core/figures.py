@@ -96,11 +96,10 @@ def model_colors(n_models: int) -> list[str]:
 
 
 def plotly_config(name: str, image_format: str = "png") -> dict:
-    """Toolbar settings: the camera button downloads ``<name>.<png|svg>``."""
-    filename = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "chart"
+    """Toolbar settings: the camera button downloads ``<name>.<png|svg>`` (``name`` made safe by :func:`file_stem`)."""
     return {
         "displaylogo": False,
-        "toImageButtonOptions": {"format": image_format, "filename": filename, "scale": 2},
+        "toImageButtonOptions": {"format": image_format, "filename": file_stem(name), "scale": 2},
     }
 
 

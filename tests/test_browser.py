@@ -64,6 +64,23 @@ SVG_TEXTS = "els => els.map(e => e.textContent)"  # plotly draws text as SVG, wh
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
+def refuse_off_machine(context, *, schemes=tuple(LOCAL_SCHEMES), hosts=("127.0.0.1",)) -> list[str]:
+    """Let the context's requests through only to ``schemes`` and ``hosts``; the others are aborted and listed in the
+    returned list."""
+    refused: list[str] = []
+
+    def guard(route):
+        url = urlparse(route.request.url)
+        if url.scheme in schemes or url.hostname in hosts:
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", guard)
+    return refused
+
+
 def free_port() -> int:
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.bind(("127.0.0.1", 0))
@@ -244,18 +261,7 @@ def check_page(page, name: str) -> None:
 def test_every_page_renders_offline_without_errors(server, browser):
     SHOTS.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(viewport={"width": 1500, "height": 2000})
-    off_machine: list[str] = []
-
-    def guard(route):
-        url = route.request.url
-        parsed = urlparse(url)
-        if parsed.scheme in LOCAL_SCHEMES or parsed.hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            off_machine.append(url)
-            route.abort()
-
-    context.route("**/*", guard)
+    off_machine = refuse_off_machine(context)
     page = context.new_page()
     page_errors: list[str] = []
     page.on("pageerror", lambda exc: page_errors.append(str(exc)))
@@ -283,8 +289,7 @@ def test_uploading_a_torchvision_checkpoint_analyses_an_image_folder(server, bro
     """A researcher's own checkpoint and data: the resnet18 state_dict joins the selection (head unused, accuracy
     n/a), N = 500 is clamped to the folder's 36 images, and the Modularity page draws its 9 layers."""
     context = browser.new_context(viewport={"width": 1500, "height": 2000})
-    context.route("**/*", lambda route: route.continue_() if urlparse(route.request.url).scheme in LOCAL_SCHEMES
-                  or urlparse(route.request.url).hostname == "127.0.0.1" else route.abort())
+    refuse_off_machine(context)
     page = context.new_page()
     try:
         page.goto(f"{server}/?data=image_folder&path={byo / 'folder'}&zoo=", wait_until="domcontentloaded")
@@ -336,16 +341,7 @@ def test_a_report_made_on_home_opens_offline_with_every_figure_drawn(server, bro
     finally:
         context.close()
     offline = browser.new_context(viewport={"width": 1300, "height": 1800})
-    requests: list[str] = []
-
-    def guard(route):
-        if urlparse(route.request.url).scheme in ("file", *LOCAL_SCHEMES):
-            route.continue_()
-        else:
-            requests.append(route.request.url)
-            route.abort()
-
-    offline.route("**/*", guard)
+    requests = refuse_off_machine(offline, schemes=("file", *LOCAL_SCHEMES), hosts=())
     view = offline.new_page()
     errors: list[str] = []
     view.on("pageerror", lambda exc: errors.append(str(exc)))
