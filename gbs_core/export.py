@@ -76,7 +76,7 @@ def _require_chromium(what: str) -> str:
     if path is None:
         raise ExportError(f"{what} needs a Chromium on this machine and none was found: {_INSTALL}. The HTML files "
                           "need no browser (--format html).")
-    os.environ.setdefault("BROWSER_PATH", path)  # kaleido's choreographer looks here first
+    os.environ["BROWSER_PATH"] = path  # kaleido's choreographer looks here first (a stale, invalid value included)
     return path
 
 

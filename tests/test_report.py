@@ -218,3 +218,12 @@ def test_cli_static_figures_are_named_with_the_settings(run, tmp_path):
                            ("modularity", "similarity_linear_cka", "motifs") for fmt in ("svg", "pdf"))
     svg = (out / "modularity_tiny10-s0_digits-noise_n60_seed0_k4.svg").read_text()
     assert "tiny10-s0 · digits-noise · N = 60 · seed 0 · k = 4" in svg  # the settings as the subtitle
+
+
+@needs_chromium
+def test_an_invalid_browser_path_falls_back_to_the_chromium_found(tmp_path, monkeypatch):
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-such-browser"))
+    fig = figures.motif_bars(pd.DataFrame({"layer": ["a"], "same_class_fraction": [1.0], "two_classes_fraction": [0.0],
+                                           "all_different_fraction": [0.0]}), title="m")
+    paths = export.write_static({"m": fig}, tmp_path, ["svg"])
+    assert paths[0].read_bytes().startswith(b"<svg")
