@@ -29,6 +29,8 @@ __all__ = [
     "heuristic_default_layers",
     "estimate_feature_bytes",
     "extract_activations",
+    "stream_activations",
+    "ActivationBatch",
     "load_saved_activations",
     "save_activations",
     "MAX_ACTIVATIONS_FILE_BYTES",
@@ -201,6 +203,93 @@ def _as_batches(data: Dataset | torch.Tensor, batch_size: int) -> tuple[int, Cal
     return len(images), lambda i: images[i : i + batch_size]
 
 
+def _check_request(model: nn.Module, layers: Sequence[str]) -> None:
+    if not layers:
+        raise ValueError("no layers requested; pick at least one (see list_layers)")
+    known = dict(model.named_modules())
+    unknown = [n for n in layers if n not in known or n == ""]
+    if unknown:
+        import difflib
+
+        hints = {n: difflib.get_close_matches(n, list(known), n=3) for n in unknown}
+        raise ValueError("unknown layer name(s): " + "; ".join(f"{n!r} (close: {h})" for n, h in hints.items()))
+
+
+@dataclass(frozen=True)
+class ActivationBatch:
+    """One batch of :func:`stream_activations`: samples ``start:stop``, each layer's rows (float32, flattened, in
+    depth order) and the argmax of the model's output (None when the output is not 2-D)."""
+
+    start: int
+    stop: int
+    features: dict[str, np.ndarray]
+    predictions: np.ndarray | None
+
+
+def stream_activations(
+    model: nn.Module,
+    data: Dataset | torch.Tensor,
+    layers: Sequence[str],
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    pool: bool = False,
+    output_key: str | None = None,
+    on_probe: Callable[[dict[str, int]], None] | None = None,
+) -> Iterator[ActivationBatch]:
+    """The outputs of ``layers`` batch by batch, so a caller keeps only what it needs (see :func:`extract_activations`
+    for the conventions). One sample runs first and ``on_probe`` receives each layer's features per sample, in depth
+    order, before any batch: the size of the work is known before it starts. The model's mode is restored when the
+    iteration ends or is abandoned.
+
+    Raises
+    ------
+    ValueError
+        An unknown layer name, no layers, empty data, or a layer that returns no tensor.
+    """
+    _check_request(model, layers)
+    n_samples, batch_of = _as_batches(data, batch_size)
+    if n_samples == 0:
+        raise ValueError("no samples to extract activations for")
+    was_training = model.training
+    model.eval().to(device)
+    order: list[str] = []
+    current: dict[str, torch.Tensor] = {}
+
+    def record(name: str, out) -> None:
+        t = _first_tensor(out, output_key)
+        if t is None:
+            raise ValueError(f"layer {name!r} returned no tensor (got {type(out).__name__})")
+        current[name] = t  # a module called twice keeps its last output
+        if name in order:
+            order.remove(name)
+        order.append(name)
+
+    try:
+        with torch.no_grad(), _forward_hooks(model, layers, record):
+            model(batch_of(0)[:1].to(device))
+            sizes = {n: int(current[n].shape[1] if pool and current[n].ndim == 4 else current[n][0].numel())
+                     for n in order}
+            depth = list(order)
+            current.clear()
+            if on_probe is not None:
+                on_probe(sizes)
+            for start in range(0, n_samples, batch_size):
+                x = batch_of(start).to(device)
+                out = _first_tensor(model(x), output_key)
+                rows = {}
+                for name in depth:
+                    t = current[name]
+                    if pool and t.ndim == 4:
+                        t = t.mean(dim=(2, 3))
+                    rows[name] = t.reshape(len(t), -1).float().cpu().numpy()
+                current.clear()
+                preds = out.argmax(1).cpu().numpy().astype(np.int64) if out is not None and out.ndim == 2 else None
+                yield ActivationBatch(start, start + len(x), rows, preds)
+    finally:
+        model.train(was_training)
+
+
 def extract_activations(
     model: nn.Module,
     data: Dataset | torch.Tensor,
@@ -217,7 +306,8 @@ def extract_activations(
 
     The model runs in eval mode without gradients, in batches of ``batch_size`` on ``device``; its mode is restored
     afterwards. Tuple, list and namedtuple outputs contribute their first tensor; dict outputs the entry ``output_key``
-    (else their first tensor).
+    (else their first tensor). Each layer's array is allocated once, from a one-sample dry run, and filled batch by
+    batch (no list of chunks and concatenation: the peak is the features plus one batch).
 
     Parameters
     ----------
@@ -230,7 +320,8 @@ def extract_activations(
     progress : callable(done, total), optional
         Called after each batch with the number of samples processed.
     memory_budget : int
-        Bytes of features above which a :class:`MemoryBudgetWarning` is issued before any work.
+        Bytes of features above which a :class:`MemoryBudgetWarning` is issued before any work (see
+        :mod:`gbs_core.bounded` for analysing such layers in bounded memory).
 
     Returns
     -------
@@ -243,68 +334,34 @@ def extract_activations(
     ValueError
         An unknown layer name (the message lists close names), no layers, or empty data.
     """
-    if not layers:
-        raise ValueError("no layers requested; pick at least one (see list_layers)")
-    known = dict(model.named_modules())
-    unknown = [n for n in layers if n not in known or n == ""]
-    if unknown:
-        import difflib
+    n_samples = _as_batches(data, batch_size)[0]
+    features: dict[str, np.ndarray] = {}
 
-        hints = {n: difflib.get_close_matches(n, list(known), n=3) for n in unknown}
-        raise ValueError("unknown layer name(s): " + "; ".join(f"{n!r} (close: {h})" for n, h in hints.items()))
-    n_samples, batch_of = _as_batches(data, batch_size)
-    if n_samples == 0:
-        raise ValueError("no samples to extract activations for")
-
-    was_training = model.training
-    model.eval().to(device)
-    chunks: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
-    order: list[str] = []
-    current: dict[str, torch.Tensor] = {}
-
-    def record(name: str, out) -> None:
-        t = _first_tensor(out, output_key)
-        if t is None:
-            raise ValueError(f"layer {name!r} returned no tensor (got {type(out).__name__})")
-        current[name] = t  # a module called twice keeps its last output
-        if name in order:
-            order.remove(name)
-        order.append(name)
+    def allocate(sizes: dict[str, int]) -> None:
+        need = sum(sizes.values()) * n_samples * 4
+        if need > memory_budget:
+            warnings.warn(
+                f"these {len(sizes)} layers hold {need / 2**30:.2f} GiB of features for {n_samples} "
+                f"samples (budget {memory_budget / 2**30:.2f} GiB); use fewer samples, pool conv maps "
+                "(pool=True), fewer layers, or the bounded-memory analysis (gbs_core.bounded, analyze "
+                "--memory-budget)",
+                MemoryBudgetWarning,
+                stacklevel=4,
+            )
+        for name, d in sizes.items():
+            features[name] = np.empty((n_samples, d), dtype=np.float32)
 
     preds: list[np.ndarray] = []
-    try:
-        with torch.no_grad(), _forward_hooks(model, layers, record):
-            # one sample first: the features' size is known, and said, before the real work starts
-            model(batch_of(0)[:1].to(device))
-            per_sample = sum((t.shape[1] if pool and t.ndim == 4 else t[0].numel()) for t in current.values())
-            current.clear()
-            order.clear()
-            need = per_sample * n_samples * 4
-            if need > memory_budget:
-                warnings.warn(
-                    f"these {len(layers)} layers hold {need / 2**30:.2f} GiB of features for {n_samples} "
-                    f"samples (budget {memory_budget / 2**30:.2f} GiB); use fewer samples, pool conv maps "
-                    "(pool=True) or fewer layers",
-                    MemoryBudgetWarning,
-                    stacklevel=2,
-                )
-            for start in range(0, n_samples, batch_size):
-                x = batch_of(start).to(device)
-                out = _first_tensor(model(x), output_key)
-                for name, t in current.items():
-                    if pool and t.ndim == 4:
-                        t = t.mean(dim=(2, 3))
-                    chunks[name].append(t.reshape(len(t), -1).float().cpu())
-                current.clear()
-                if out is not None and out.ndim == 2:
-                    preds.append(out.argmax(1).cpu().numpy())
-                if progress is not None:
-                    progress(min(start + batch_size, n_samples), n_samples)
-    finally:
-        model.train(was_training)
-    features = {n: torch.cat(chunks[n]).numpy() for n in order}
+    for batch in stream_activations(model, data, layers, batch_size=batch_size, device=device, pool=pool,
+                                    output_key=output_key, on_probe=allocate):
+        for name, rows in batch.features.items():
+            features[name][batch.start:batch.stop] = rows
+        if batch.predictions is not None:
+            preds.append(batch.predictions)
+        if progress is not None:
+            progress(batch.stop, n_samples)
     complete = bool(preds) and sum(len(p) for p in preds) == n_samples
-    predictions = np.concatenate(preds).astype(np.int64) if complete else None
+    predictions = np.concatenate(preds) if complete else None
     return Activations(features=features, predictions=predictions)
 
 

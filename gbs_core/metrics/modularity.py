@@ -210,12 +210,16 @@ def modularity_curve(
     check_k(k, min(len(b) for b in batches))
     curve: dict[str, np.ndarray] = {}
     for name in names:
-        X = as_matrix(features[name], f"features[{name!r}]", device=dev)
+        # float32 features stay float32 (knn_graph accumulates norms and weights in float64); one batch is the
+        # layer itself, not an indexed copy
+        X = as_matrix(features[name], f"features[{name!r}]", dtype=None, device=dev)
         if X.shape[0] != n:
             raise ValueError(f"features[{name!r}] has {X.shape[0]} samples but the first layer has {n}")
         q = np.empty(len(batches))
         for b, idx in enumerate(batches):
-            A = knn_graph(X[torch.as_tensor(idx, device=dev)], k, block_size=block_size, device=dev).tocoo()
+            Xb = X if len(batches) == 1 else X[torch.as_tensor(idx, device=dev)]
+            A = knn_graph(Xb, k, block_size=block_size, device=dev).tocoo()
+            del Xb
             try:
                 q[b] = _modularity_parts(A.row.astype(np.int64), A.col.astype(np.int64), A.data, codes[idx], gamma)
             except ValueError:
