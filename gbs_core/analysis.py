@@ -34,6 +34,7 @@ __all__ = [
     "modularity_by_layer",
     "modularity_table",
     "motifs_by_layer",
+    "motif_table",
     "layer_similarity",
     "layer_embedding",
 ]
@@ -246,23 +247,34 @@ def motifs_by_layer(
     ``total``, and ``same_class_fraction``, ``two_classes_fraction``, ``all_different_fraction`` (NaN when a layer's
     graph has no triangle).
     """
-    rows = []
+    counts: dict[str, np.ndarray] = {}
     for i, layer in enumerate(fs.layers):
         if progress is not None:
             progress(i, len(fs.layers), f"motifs of {layer}")
 
         def compute(layer=layer):
-            counts = triangle_motifs(layer_knn_graph(fs, layer, k=k, cache=cache), fs.labels)
-            return {"counts": np.asarray(list(counts), dtype=np.int64)}
+            found = triangle_motifs(layer_knn_graph(fs, layer, k=k, cache=cache), fs.labels)
+            return {"counts": np.asarray(list(found), dtype=np.int64)}
 
-        counts = _cached(cache, fs.key("motifs", layer=layer, k=int(k)), compute)["counts"]
-        total = int(counts.sum())
-        row = {"depth": i, "normalized_depth": i / max(len(fs.layers) - 1, 1), "layer": layer,
-               **{c: int(v) for c, v in zip(_MOTIF_COLUMNS, counts, strict=True)}, "total": total}
-        row.update({f"{c}_fraction": (int(v) / total if total else np.nan) for c, v in zip(_MOTIF_COLUMNS, counts, strict=True)})
-        rows.append(row)
+        counts[layer] = _cached(cache, fs.key("motifs", layer=layer, k=int(k)), compute)["counts"]
     if progress is not None:
         progress(len(fs.layers), len(fs.layers), "motifs done")
+    return motif_table(counts)
+
+
+def motif_table(counts: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """The table of :func:`motifs_by_layer` from each layer's (same_class, two_classes, all_different) counts, in
+    depth order."""
+    rows = []
+    layers = list(counts)
+    for i, layer in enumerate(layers):
+        c = np.asarray(counts[layer], dtype=np.int64)
+        total = int(c.sum())
+        row = {"depth": i, "normalized_depth": i / max(len(layers) - 1, 1), "layer": layer,
+               **{name: int(v) for name, v in zip(_MOTIF_COLUMNS, c, strict=True)}, "total": total}
+        row.update({f"{name}_fraction": (int(v) / total if total else np.nan)
+                    for name, v in zip(_MOTIF_COLUMNS, c, strict=True)})
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

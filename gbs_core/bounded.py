@@ -1,0 +1,574 @@
+"""A model's analysis in bounded memory: layers in groups that fit a memory budget, each layer reduced to what the
+analyses need before the next group is extracted.
+
+The analysis of :func:`analyze_model` (the modularity curve, the motif counts, layer x layer similarity matrices)
+needs each layer's raw features only to build its per-layer results: its kNN graphs, its modularity, its motif counts
+and, for the similarity matrices, its Gram matrix ``G = X X^T`` (n_samples x n_samples). The features of big models do
+not fit in memory together (a torchvision ResNet-18 at 224 px: about 6 GB for 1,000 samples, the stem alone 3.2 GB),
+so:
+
+1. a one-sample probe gives every layer's size before any work; when all requested layers fit the budget, the
+   analysis runs in memory as it always has (:mod:`gbs_core.analysis`), any metric;
+2. otherwise the layers are planned into groups in depth order (:func:`plan_layer_groups`); each group is one forward
+   pass over the samples, its layers' kNN graphs, modularity and motifs are computed from the features (the same
+   functions and cache entries as in memory) together with their Gram matrices, then the features are dropped;
+3. a layer larger than the budget on its own is *streamed*: its rows go to a scratch file as the batches come, and its
+   Gram matrix is accumulated from blocks of rows read back (float32 products summed in float64, the blocks sized from
+   the budget); its kNN graphs, modularity and motifs are then computed from the Gram matrix;
+4. the similarity matrices come from the Gram matrices (written to the scratch folder, read back a pair at a time):
+   linear CKA (biased or debiased) from the centred Grams ``H G H``, dense GBS from the cosine graphs, kNN GBS from the
+   kNN graphs. The CCA family and RBF CKA need raw features and are refused, with the reason.
+
+Every result goes to the disk cache under the key the in-memory path uses, so the dashboard and a later run read the
+same entries; when everything asked for is already cached nothing is extracted. Features of a request larger than the
+budget are not cached (they would evict the results of the analysis that made them).
+
+Memory: the budget bounds the features held at once (a group, or two blocks of a streamed layer) and the Gram
+matrices (two at a time); the model, one batch of its activations, and the interpreter come on top.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from gbs_core import analysis
+from gbs_core._validation import check_labels
+from gbs_core.activations import list_layers, stream_activations
+from gbs_core.cache import DiskCache
+from gbs_core.data import Dataset
+from gbs_core.graphs import NORM_FLOOR, _topk_stable
+from gbs_core.metrics import cka as _cka
+from gbs_core.metrics import disjoint_batches, triangle_motifs
+from gbs_core.metrics import gbs as _gbs
+from gbs_core.metrics.modularity import _modularity_parts
+from gbs_core.metrics.similarity import _normalise_matrix
+from gbs_core.pipeline import LoadedModel, _key
+
+__all__ = [
+    "BOUNDED_METRICS",
+    "LayerGroup",
+    "ModelAnalysis",
+    "analyze_model",
+    "default_memory_budget",
+    "format_bytes",
+    "gram_matrix",
+    "knn_graph_from_gram",
+    "layer_sizes",
+    "parse_bytes",
+    "plan_layer_groups",
+]
+
+BOUNDED_METRICS = ("linear_cka", "debiased_linear_cka", "gbs_dense", "gbs_knn")
+"""Similarity metrics computed from what each layer leaves behind (Gram matrices, kNN graphs)."""
+
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+_GRAMS_HELD = 8  # N x N float64 matrices alive at once in the similarity step (two layers' G, Kc, K~, S)
+_CHUNK_COLUMNS = 2048  # float32 products over this many features, summed in float64
+Progress = Callable[[int, int, str], None]
+
+
+def parse_bytes(text: str | int) -> int:
+    """A size such as ``"4G"``, ``"4GB"``, ``"4GiB"``, ``"512M"`` or ``"3e9"`` in bytes (K, M, G, T are powers of 1024).
+
+    Raises
+    ------
+    ValueError
+        Not a positive size.
+
+    Examples
+    --------
+    >>> parse_bytes("1.5G"), parse_bytes("512MiB"), parse_bytes("3e9")
+    (1610612736, 536870912, 3000000000)
+    """
+    import re
+
+    if isinstance(text, (int, np.integer)) and not isinstance(text, bool):
+        value = int(text)
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*", str(text).lower())
+        if match is None:
+            raise ValueError(f"memory size {text!r} is not a size; write e.g. 4G, 512M or 3e9 (bytes)")
+        value = int(float(match.group(1)) * _UNITS[match.group(2)])
+    if value <= 0:
+        raise ValueError(f"memory size {text!r} must be positive")
+    return value
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in words: "3.2 GiB", "812 MiB"."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}" if n < 100 * size else f"{n / size:.0f} {unit}"
+    return f"{int(n)} B"
+
+
+def default_memory_budget() -> int:
+    """``$GBS_MEMORY_BUDGET`` if set, else half the memory the machine has available now (at least 256 MiB)."""
+    if os.environ.get("GBS_MEMORY_BUDGET"):
+        return parse_bytes(os.environ["GBS_MEMORY_BUDGET"])
+    import psutil
+
+    return max(2**28, int(psutil.virtual_memory().available // 2))
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    """Layers extracted in one forward pass: their names (depth order), their features' bytes, and whether the group
+    is one layer larger than the budget, streamed through a scratch file."""
+
+    layers: tuple[str, ...]
+    bytes: int
+    streamed: bool = False
+
+
+def layer_sizes(loaded: LoadedModel, data: Dataset, layers: Sequence[str], *, pool: bool = False) -> dict[str, int]:
+    """Features per sample of each of ``layers``, in depth order, from a dry run on two samples (nothing extracted)."""
+    infos = {i.name: i for i in list_layers(loaded.model, data.images[:2])}
+    unknown = [n for n in layers if n not in infos]
+    if unknown:
+        raise ValueError(f"layer(s) {unknown} produce no tensor output in this model; see list_layers for valid names")
+    wanted = set(layers)
+    return {n: (i.output_shape[0] if pool and len(i.output_shape) == 3 else i.n_features)
+            for n, i in infos.items() if n in wanted}
+
+
+def plan_layer_groups(sizes: Mapping[str, int], n_samples: int, budget: int) -> list[LayerGroup]:
+    """Layers (in the given depth order) in consecutive groups whose float32 features for ``n_samples`` fit
+    ``budget`` bytes; a layer larger than the budget alone is a streamed group of its own.
+
+    Examples
+    --------
+    >>> plan_layer_groups({"a": 10, "b": 10, "c": 100}, 10, 1000)  # 400 + 400 bytes fit; c holds 4,000
+    [LayerGroup(layers=('a', 'b'), bytes=800, streamed=False), LayerGroup(layers=('c',), bytes=4000, streamed=True)]
+    """
+    groups: list[LayerGroup] = []
+    current: list[str] = []
+    held = 0
+    for name, d in sizes.items():
+        need = int(d) * int(n_samples) * 4
+        if need > budget:
+            if current:
+                groups.append(LayerGroup(tuple(current), held))
+                current, held = [], 0
+            groups.append(LayerGroup((name,), need, streamed=True))
+            continue
+        if held + need > budget and current:
+            groups.append(LayerGroup(tuple(current), held))
+            current, held = [], 0
+        current.append(name)
+        held += need
+    if current:
+        groups.append(LayerGroup(tuple(current), held))
+    return groups
+
+
+def _accumulate(G: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> None:
+    for c in range(0, A.shape[1], _CHUNK_COLUMNS):
+        G += (A[:, c:c + _CHUNK_COLUMNS] @ B[:, c:c + _CHUNK_COLUMNS].T).to(torch.float64)
+
+
+def gram_matrix(X: np.ndarray | torch.Tensor, *, device: str | torch.device = "cpu") -> np.ndarray:
+    """``G = X X^T`` (n_samples, n_samples), float64, from float32 products over chunks of features summed in float64
+    (no float64 copy of ``X``)."""
+    Xt = torch.as_tensor(np.asarray(X, dtype=np.float32) if not isinstance(X, torch.Tensor) else X,
+                         dtype=torch.float32).to(device)
+    G = torch.zeros((len(Xt), len(Xt)), dtype=torch.float64, device=device)
+    _accumulate(G, Xt, Xt)
+    return G.cpu().numpy()
+
+
+def _streamed_gram(path: Path, n: int, d: int, block_rows: int, device, progress: Callable[[str], None]) -> np.ndarray:
+    """The Gram matrix of an (n, d) float32 file of rows, from blocks of ``block_rows`` rows read back (two blocks
+    held at once)."""
+    G = torch.zeros((n, n), dtype=torch.float64, device=device)
+    starts = list(range(0, n, block_rows))
+
+    def read(start: int) -> torch.Tensor:
+        rows = min(block_rows, n - start)
+        with open(path, "rb") as f:
+            f.seek(start * d * 4)
+            block = np.fromfile(f, dtype=np.float32, count=rows * d).reshape(rows, d)
+        return torch.from_numpy(block).to(device)
+
+    pairs, done = len(starts) * (len(starts) + 1) // 2, 0
+    for i, a in enumerate(starts):
+        Xa = read(a)
+        for b in starts[i:]:
+            Xb = Xa if b == a else read(b)
+            block = torch.zeros((len(Xa), len(Xb)), dtype=torch.float64, device=device)
+            _accumulate(block, Xa, Xb)
+            G[a:a + len(Xa), b:b + len(Xb)] = block
+            G[b:b + len(Xb), a:a + len(Xa)] = block.T
+            del Xb
+            done += 1
+            progress(f"Gram blocks {done}/{pairs}")
+        del Xa
+    return G.cpu().numpy()
+
+
+def _cosines(G: np.ndarray) -> torch.Tensor:
+    norms = torch.from_numpy(np.sqrt(np.clip(np.diag(G), 0.0, None))).clamp_min(NORM_FLOOR)
+    return torch.from_numpy(G) / norms[:, None] / norms[None, :]
+
+
+def knn_graph_from_gram(G: np.ndarray, k: int) -> sp.csr_array:
+    """The cosine kNN graph of :func:`~gbs_core.graphs.knn_graph` (symmetrised ``(D + D^T) / 2``, float64 cosine
+    weights, ties to the lower column index, no zero edges) from the samples' Gram matrix ``G = X X^T`` instead of
+    their features. The neighbours are searched in float32 as there; a choice between two neighbours within ~1e-6 of
+    each other can differ from the features' search."""
+    n = G.shape[0]
+    S = _cosines(G)
+    search = S.to(torch.float32)
+    search.fill_diagonal_(-torch.inf)
+    cols = _topk_stable(search, k)
+    weights = torch.gather(S, 1, cols)
+    rows = np.repeat(np.arange(n, dtype=np.int64), k)
+    D = sp.csr_array((weights.numpy().ravel(), (rows, cols.numpy().ravel())), shape=(n, n), dtype=np.float64)
+    A = ((D + D.T) * 0.5).tocsr()
+    A.eliminate_zeros()
+    A.sort_indices()
+    return A
+
+
+@dataclass
+class ModelAnalysis:
+    """What :func:`analyze_model` computed for one model on one sample set.
+
+    ``curve``: layer -> Q per batch (as :func:`~gbs_core.analysis.modularity_by_layer`); ``motifs``: the table of
+    :func:`~gbs_core.analysis.motifs_by_layer`; ``matrices``: metric -> (L, L) similarity matrix; ``groups``: the layer
+    groups extracted (empty when everything came from the cache); ``feature_bytes``: the requested features' size;
+    ``budget``: the memory budget; ``notes``: what a user should know about how it was computed.
+    """
+
+    layers: list[str]
+    labels: np.ndarray
+    predictions: np.ndarray | None
+    curve: dict[str, np.ndarray]
+    motifs: pd.DataFrame
+    matrices: dict[str, np.ndarray]
+    groups: list[LayerGroup] = field(default_factory=list)
+    feature_bytes: int = 0
+    budget: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def bounded(self) -> bool:
+        return len(self.groups) > 1 or any(g.streamed for g in self.groups)
+
+
+class _Keys:
+    """The cache keys of the in-memory path (``FeatureSet.key``), without features."""
+
+    def __init__(self, model_id: str, dataset_id: str, pool: bool, layers: Sequence[str]):
+        self.model_id, self.dataset_id, self.pool, self.layers = model_id, dataset_id, pool, list(layers)
+
+    def key(self, kind: str, **params) -> dict:
+        return {"kind": kind, "model": self.model_id, "data": self.dataset_id, "pool": self.pool, **params}
+
+    def modularity(self, layer, k, n_batches, seed, resolution) -> dict:
+        return self.key("modularity", layer=layer, k=int(k), n_batches=int(n_batches), seed=int(seed),
+                        resolution=float(resolution))
+
+    def similarity(self, metric: str) -> dict:
+        features = self.key("features", layers=self.layers)
+        key = {"kind": "similarity", "metric": metric, "params": {}, "a": features, "b": features}
+        if metric == "minibatch_cka":
+            key["batching"] = "equal"
+        return key
+
+
+def _all_cached(cache: DiskCache | None, keys: _Keys, *, k, n_batches, seed, resolution, motif_k, metrics,
+                predictions_key) -> tuple[dict, dict, dict, np.ndarray | None] | None:
+    if cache is None:
+        return None
+    curve, counts, matrices = {}, {}, {}
+    for layer in keys.layers:
+        q = cache.get(keys.modularity(layer, k, n_batches, seed, resolution))
+        c = cache.get(keys.key("motifs", layer=layer, k=int(motif_k)))
+        if q is None or c is None:
+            return None
+        curve[layer], counts[layer] = q[0]["q"], c[0]["counts"]
+    for m in metrics:
+        hit = cache.get(keys.similarity(m))
+        if hit is None:
+            return None
+        matrices[m] = hit[0]["matrix"]
+    hit = cache.get(predictions_key)
+    return curve, counts, matrices, (hit[0]["predictions"] if hit is not None else None)
+
+
+def analyze_model(
+    loaded: LoadedModel,
+    data: Dataset,
+    layers: Sequence[str] | None = None,
+    *,
+    pool: bool = False,
+    k: int = 3,
+    n_batches: int = 1,
+    seed: int = 0,
+    resolution: float = 1.0,
+    motif_k: int = 5,
+    metrics: Sequence[str] = ("linear_cka", "gbs_dense"),
+    memory_budget: int | None = None,
+    cache: DiskCache | None = None,
+    device: str | torch.device = "cpu",
+    scratch_dir: str | Path | None = None,
+    progress: Progress | None = None,
+) -> ModelAnalysis:
+    """The command line's analysis of one model (modularity curve, motif counts, similarity matrices) within a memory
+    budget; see the module docstring for how.
+
+    Parameters
+    ----------
+    loaded, data, layers, pool :
+        As :func:`~gbs_core.analysis.feature_set`.
+    k, n_batches, seed, resolution :
+        As :func:`~gbs_core.analysis.modularity_by_layer`.
+    motif_k : int
+        Neighbours of the motif kNN graph.
+    metrics : sequence of str
+        Similarity metrics; over the budget only :data:`BOUNDED_METRICS`.
+    memory_budget : int, optional
+        Bytes of features (and Gram matrices) held at once; default :func:`default_memory_budget`.
+    scratch_dir : path, optional
+        Where streamed layers and Gram matrices are written while the analysis runs (a temporary folder inside it,
+        removed at the end, also on error); default the system's temporary folder.
+    progress : callable(done, total, message), optional
+
+    Returns
+    -------
+    ModelAnalysis
+
+    Raises
+    ------
+    ValueError
+        No or unknown layers; over the budget, a metric outside :data:`BOUNDED_METRICS`, or Gram matrices of
+        ``n_samples`` that do not fit the budget.
+    """
+    budget = default_memory_budget() if memory_budget is None else int(memory_budget)
+    layers = list(layers) if layers is not None else loaded.default_layers()
+    if not layers:
+        raise ValueError("no layers selected; pick at least one")
+    say = progress or (lambda *_: None)
+    sizes = layer_sizes(loaded, data, layers, pool=pool)
+    layers = list(sizes)
+    n = len(data)
+    total = sum(sizes.values()) * n * 4
+    keys = _Keys(loaded.model_id, data.dataset_id, pool, layers)
+    pred_key = _key(loaded.model_id, data, "__predictions__", False)
+    settings = dict(k=k, n_batches=n_batches, seed=seed, resolution=resolution)
+    found = _all_cached(cache, keys, motif_k=motif_k, metrics=metrics, predictions_key=pred_key, **settings)
+    if found is not None:
+        curve, counts, matrices, predictions = found
+        say(1, 1, "all results read from the cache")
+        return ModelAnalysis(layers, data.labels, _fitting(loaded, data, predictions), curve,
+                             analysis.motif_table(counts), matrices, [], total, budget,
+                             ["every result was in the cache: nothing was extracted"])
+    if total <= budget:
+        return _in_memory(loaded, data, layers, pool, motif_k, metrics, cache, device, say, total, budget, **settings)
+    unsupported = [m for m in metrics if m not in BOUNDED_METRICS]
+    if unsupported:
+        raise ValueError(
+            f"the features of these {len(layers)} layers take {format_bytes(total)} for {n} samples, over the memory "
+            f"budget of {format_bytes(budget)}; {', '.join(unsupported)} need(s) the raw features of two layers at "
+            f"once. Use {', '.join(BOUNDED_METRICS)}, fewer samples or layers, --pool, or a larger --memory-budget")
+    gram_bytes = n * n * 8
+    if _GRAMS_HELD * gram_bytes > budget // 2:
+        raise ValueError(
+            f"{n} samples make {format_bytes(gram_bytes)} Gram matrices; the similarity matrices hold up to "
+            f"{_GRAMS_HELD} of them at once, over half the memory budget of {format_bytes(budget)}: use fewer samples "
+            "or a larger --memory-budget")
+    groups = plan_layer_groups(sizes, n, budget - _GRAMS_HELD * gram_bytes)
+    scratch = Path(tempfile.mkdtemp(prefix="gbs-bounded-", dir=scratch_dir))
+    try:
+        return _in_groups(loaded, data, layers, groups, sizes, pool, motif_k, metrics, cache, device, scratch, say,
+                          total, budget, **settings)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _fitting(loaded: LoadedModel, data: Dataset, predictions: np.ndarray | None) -> np.ndarray | None:
+    return predictions if loaded.head_fits(data) else None
+
+
+def _in_memory(loaded, data, layers, pool, motif_k, metrics, cache, device, say, total, budget, *, k, n_batches, seed,
+               resolution) -> ModelAnalysis:
+    fs = analysis.feature_set(loaded, data, layers, pool=pool, cache=cache, device=device,
+                              progress=lambda done, of: say(done, of, "features"))
+    curve = analysis.modularity_by_layer(fs, k=k, n_batches=n_batches, seed=seed, resolution=resolution, cache=cache,
+                                         progress=say)
+    motifs = analysis.motifs_by_layer(fs, k=motif_k, cache=cache, progress=say)
+    matrices = {m: analysis.layer_similarity(fs, metric=m, cache=cache, progress=say) for m in metrics}
+    return ModelAnalysis(fs.layers, fs.labels, fs.predictions, curve, motifs, matrices,
+                         [LayerGroup(tuple(fs.layers), total)], total, budget)
+
+
+def _put(cache: DiskCache | None, key: dict, arrays: dict) -> None:
+    if cache is not None:
+        cache.put(key, arrays)
+
+
+def _in_groups(loaded, data, layers, groups, sizes, pool, motif_k, metrics, cache, device, scratch, say, total,
+               budget, *, k, n_batches, seed, resolution) -> ModelAnalysis:
+    n = len(data)
+    keys = _Keys(loaded.model_id, data.dataset_id, pool, layers)
+    gram_paths: dict[str, Path] = {}
+    graphs: dict[str, sp.csr_array] = {}  # the kNN-GBS graphs (N * k each)
+    curve: dict[str, np.ndarray] = {}
+    counts: dict[str, np.ndarray] = {}
+    predictions = None
+    gbs_k = _gbs.DEFAULT_KNN_K
+    codes = check_labels(data.labels, n)
+    batches = disjoint_batches(codes, n_batches, seed=seed) if n_batches != 1 else [np.arange(n)]
+    # a batch's activations: a few times its hooked outputs, kept to an eighth of the budget
+    per_sample = sum(sizes.values()) * 4
+    batch_size = int(max(1, min(256, budget // (8 * 4 * per_sample))))
+    steps = len(groups) * 2 + (1 if metrics else 0)
+    for g, group in enumerate(groups):
+        label = f"group {g + 1}/{len(groups)} ({', '.join(group.layers)})"
+        held: dict[str, np.ndarray] = {}
+        files = {}
+        if group.streamed:
+            files = {name: open(scratch / f"{g}.f32", "wb") for name in group.layers}
+        else:
+            held = {name: np.empty((n, sizes[name]), dtype=np.float32) for name in group.layers}
+        preds = []
+        try:
+            for batch in stream_activations(loaded.model, data, list(group.layers), batch_size=batch_size,
+                                            device=device, pool=pool):
+                for name, rows in batch.features.items():
+                    if group.streamed:
+                        files[name].write(np.ascontiguousarray(rows).tobytes())
+                    else:
+                        held[name][batch.start:batch.stop] = rows
+                if batch.predictions is not None:
+                    preds.append(batch.predictions)
+                say(2 * g, steps, f"{label}: features {batch.stop}/{n}")
+        finally:
+            for f in files.values():
+                f.close()
+        if predictions is None and preds:
+            predictions = np.concatenate(preds)
+            _put(cache, _key(loaded.model_id, data, "__predictions__", False), {"predictions": predictions})
+        for name in group.layers:
+            if group.streamed:
+                block_rows = max(1, min(n, (budget - _GRAMS_HELD * n * n * 8) // (3 * sizes[name] * 4)))
+                G = _streamed_gram(scratch / f"{g}.f32", n, sizes[name], block_rows, device,
+                                   lambda msg, name=name, g=g: say(2 * g + 1, steps, f"{name}: {msg}"))
+                (scratch / f"{g}.f32").unlink()
+                q, c, gbs_graph = _from_gram(G, codes, batches, k=k, motif_k=motif_k, gbs_k=gbs_k, seed=seed,
+                                             resolution=resolution, name=name, keys=keys, cache=cache)
+            else:
+                fs = analysis.FeatureSet(loaded.label, loaded.model_id, data.dataset_id, pool, {name: held[name]},
+                                         data.labels, None, data.class_names)
+                q = analysis.modularity_by_layer(fs, k=k, n_batches=n_batches, seed=seed, resolution=resolution,
+                                                 cache=cache)[name]
+                c = analysis.motifs_by_layer(fs, k=motif_k, cache=cache)[list(analysis._MOTIF_COLUMNS)].to_numpy()[0]
+                gbs_graph = analysis.layer_knn_graph(fs, name, k=gbs_k, cache=cache) if "gbs_knn" in metrics else None
+                G = gram_matrix(held.pop(name), device=device) if metrics else None
+            curve[name], counts[name] = np.asarray(q), np.asarray(c, dtype=np.int64)
+            if gbs_graph is not None and "gbs_knn" in metrics:
+                graphs[name] = gbs_graph
+            if G is not None and metrics:
+                gram_paths[name] = scratch / f"gram-{len(gram_paths)}.npy"
+                np.save(gram_paths[name], G)
+            del G
+            say(2 * g + 1, steps, f"{label}: {name} done")
+        held.clear()
+    matrices = {}
+    if metrics:
+        say(steps - 1, steps, f"similarity over {len(layers)} x {len(layers)} layers")
+        matrices = _matrices_from_grams(layers, gram_paths, graphs, metrics)
+        for m, M in matrices.items():
+            _put(cache, keys.similarity(m), {"matrix": M})
+    say(steps, steps, "done")
+    notes = [f"the features of these {len(layers)} layers take {format_bytes(total)} for {n} samples, over the memory "
+             f"budget of {format_bytes(budget)}: extracted in {len(groups)} group(s) of layers, one forward pass each"
+             + (f"; {sum(g.streamed for g in groups)} layer(s) larger than the budget streamed through disk"
+                if any(g.streamed for g in groups) else "")]
+    return ModelAnalysis(layers, data.labels, _fitting(loaded, data, predictions), curve,
+                         analysis.motif_table(counts), matrices, list(groups), total, budget, notes)
+
+
+def _from_gram(G, codes, batches, *, k, motif_k, gbs_k, seed, resolution, name, keys: _Keys, cache):
+    """Modularity per batch, motif counts and the kNN-GBS graph of a streamed layer, from its Gram matrix, cached
+    under the in-memory path's keys."""
+    import warnings
+
+    q = np.empty(len(batches))
+    for b, idx in enumerate(batches):
+        A = knn_graph_from_gram(G if len(batches) == 1 else G[np.ix_(idx, idx)], k).tocoo()
+        try:
+            q[b] = _modularity_parts(A.row.astype(np.int64), A.col.astype(np.int64), A.data, codes[idx], resolution)
+        except ValueError:
+            warnings.warn(f"layer {name!r}: the kNN graph has no edges; its modularity is NaN", RuntimeWarning,
+                          stacklevel=2)
+            q[b] = np.nan
+    graphs = {kk: knn_graph_from_gram(G, kk) for kk in {k, motif_k, gbs_k}}
+    for kk, A in graphs.items():
+        _put(cache, keys.key("knn_graph", layer=name, k=int(kk)),
+             {"data": A.data, "indices": A.indices, "indptr": A.indptr, "shape": np.array(A.shape)})
+    counts = np.asarray(list(triangle_motifs(graphs[motif_k], codes)), dtype=np.int64)
+    _put(cache, keys.modularity(name, k, len(batches), seed, resolution), {"q": q})
+    _put(cache, keys.key("motifs", layer=name, k=int(motif_k)), {"counts": counts})
+    return q, counts, graphs[gbs_k]
+
+
+def _matrices_from_grams(layers: list[str], paths: Mapping[str, Path], graphs: Mapping[str, sp.csr_array],
+                         metrics: Sequence[str]) -> dict[str, np.ndarray]:
+    """Similarity matrices from each layer's Gram matrix (read back a pair at a time) and kNN graph."""
+    L = len(layers)
+    wanted = set(metrics)
+    cross = {m: np.zeros((L, L)) for m in wanted & {"linear_cka", "debiased_linear_cka", "gbs_dense"}}
+    constant = np.zeros(L, dtype=bool)
+
+    def prepare(i: int) -> dict:
+        G = torch.from_numpy(np.load(paths[layers[i]]))
+        Kc = _cka._center_gram(G)
+        scale = float(torch.trace(G))
+        constant[i] = scale == 0.0 or float(torch.trace(Kc)) ** 0.5 <= _cka._CONSTANT_RTOL * scale ** 0.5
+        out = {"Kc": Kc, "n": G.shape[0]}
+        if "debiased_linear_cka" in wanted:
+            out["song"] = _cka._hsic_song_parts(Kc)
+        if "gbs_dense" in wanted:
+            S = _cosines(G.numpy())
+            S.fill_diagonal_(0.0)
+            out["S"] = S
+        return out
+
+    for i in range(L if cross else 0):
+        a = prepare(i)  # two layers' matrices at most are alive
+        for j in range(i, L):
+            b = a if j == i else prepare(j)
+            if "linear_cka" in cross:
+                cross["linear_cka"][i, j] = cross["linear_cka"][j, i] = float((a["Kc"] * b["Kc"]).sum())
+            if "debiased_linear_cka" in cross:
+                (Ka, sa, ua), (Kb, sb, ub) = a["song"], b["song"]
+                cross["debiased_linear_cka"][i, j] = cross["debiased_linear_cka"][j, i] = float(
+                    _cka._hsic_song_from_parts((Ka * Kb).sum(), sa, sb, ua @ ub, a["n"]))
+            if "gbs_dense" in cross:
+                Sa, Sb = a["S"], b["S"]
+                cos = _gbs._row_cosines((Sa * Sb).sum(dim=1), (Sa * Sa).sum(dim=1), (Sb * Sb).sum(dim=1))
+                cross["gbs_dense"][i, j] = cross["gbs_dense"][j, i] = float(cos.mean())
+            del b
+    out = {}
+    for m in cross:
+        if m == "gbs_dense":
+            out[m] = cross[m]
+            continue
+        diag = np.diag(cross[m]).copy()
+        out[m] = _normalise_matrix(torch.from_numpy(cross[m]), torch.from_numpy(diag), torch.from_numpy(diag),
+                                   constant, constant)
+    if "gbs_knn" in wanted:
+        out["gbs_knn"] = np.array([[_gbs._sparse_row_gbs(graphs[a], graphs[b]) for b in layers] for a in layers])
+    return {m: out[m] for m in metrics}
