@@ -267,8 +267,35 @@ def feature_set(
         )
     data = dataset(source, path, n, seed)
     loaded = _model_for(spec, data, adapter)
+    _check_memory(loaded, data, layers, pool)
     with _progress(f"Extracting activations of {spec.label} ({len(data)} samples)") as bar:
         return analysis.feature_set(loaded, data, layers, pool=pool, cache=disk_cache(), progress=bar)
+
+
+def _check_memory(loaded, data, layers: tuple[str, ...] | None, pool: bool) -> None:
+    """Say before any extraction when the features will not fit the memory budget (a warning) or the memory there is
+    (a DashboardError, nothing is extracted), with what to change."""
+    import psutil
+
+    from gbs_core.bounded import default_memory_budget, format_bytes, layer_sizes
+
+    chosen = list(layers) if layers is not None else loaded.default_layers()
+    need = sum(layer_sizes(loaded, data, chosen, pool=pool).values()) * len(data) * 4
+    budget = default_memory_budget()
+    if need <= budget:
+        return
+    what = (f"The features of these {len(chosen)} layers of {loaded.label} take {format_bytes(need)} for "
+            f"{len(data)} samples")
+    fix = ("Lower **N**, pick fewer or later layers, or tick **Pool conv maps** in the sidebar; the command line's "
+           "`python -m gbs_core analyze --memory-budget 2G` analyses them in bounded memory (layers in groups, the "
+           "widest streamed through disk).")
+    available = psutil.virtual_memory().available
+    if need > 0.9 * available:
+        raise DashboardError(f"{what}, more than the {format_bytes(available)} of memory available: nothing was "
+                             f"extracted. {fix}")
+    st.warning(f"{what}, over the memory budget of {format_bytes(budget)} (GBS_MEMORY_BUDGET, default half the "
+               f"memory available); the analyses below hold copies of a layer at a time on top. {fix}",
+               icon=":material/memory:")
 
 
 def feature_sets(ws) -> list[analysis.FeatureSet]:

@@ -211,7 +211,8 @@ def _streamed_gram(path: Path, n: int, d: int, block_rows: int, device, progress
             G[b:b + len(Xb), a:a + len(Xa)] = block.T
             del Xb
             done += 1
-            progress(f"Gram blocks {done}/{pairs}")
+            if done == 1 or done == pairs or (10 * done) // pairs != (10 * (done - 1)) // pairs:
+                progress(f"Gram matrix from blocks of rows: {done}/{pairs}")
         del Xa
     return G.cpu().numpy()
 
@@ -433,7 +434,9 @@ def _in_groups(loaded, data, layers, groups, sizes, pool, motif_k, metrics, cach
     # a batch's activations: a few times its hooked outputs, kept to an eighth of the budget
     per_sample = sum(sizes.values()) * 4
     batch_size = int(max(1, min(256, budget // (8 * 4 * per_sample))))
-    steps = len(groups) * 2 + (1 if metrics else 0)
+    # progress in units of work: a sample extracted, a layer reduced, the similarity step
+    steps = len(groups) * n + len(layers) + 1
+    done_units = 0
     for g, group in enumerate(groups):
         label = f"group {g + 1}/{len(groups)} ({', '.join(group.layers)})"
         held: dict[str, np.ndarray] = {}
@@ -453,10 +456,11 @@ def _in_groups(loaded, data, layers, groups, sizes, pool, motif_k, metrics, cach
                         held[name][batch.start:batch.stop] = rows
                 if batch.predictions is not None:
                     preds.append(batch.predictions)
-                say(2 * g, steps, f"{label}: features {batch.stop}/{n}")
+                say(done_units + batch.stop, steps, f"{label}: extracting" if batch.start == 0 else "")
         finally:
             for f in files.values():
                 f.close()
+        done_units += n
         if predictions is None and preds:
             predictions = np.concatenate(preds)
             _put(cache, _key(loaded.model_id, data, "__predictions__", False), {"predictions": predictions})
@@ -464,7 +468,7 @@ def _in_groups(loaded, data, layers, groups, sizes, pool, motif_k, metrics, cach
             if group.streamed:
                 block_rows = max(1, min(n, (budget - _GRAMS_HELD * n * n * 8) // (3 * sizes[name] * 4)))
                 G = _streamed_gram(scratch / f"{g}.f32", n, sizes[name], block_rows, device,
-                                   lambda msg, name=name, g=g: say(2 * g + 1, steps, f"{name}: {msg}"))
+                                   lambda msg, name=name, at=done_units: say(at, steps, f"{name}: {msg}"))
                 (scratch / f"{g}.f32").unlink()
                 q, c, gbs_graph = _from_gram(G, codes, batches, k=k, motif_k=motif_k, gbs_k=gbs_k, seed=seed,
                                              resolution=resolution, name=name, keys=keys, cache=cache)
@@ -483,11 +487,12 @@ def _in_groups(loaded, data, layers, groups, sizes, pool, motif_k, metrics, cach
                 gram_paths[name] = scratch / f"gram-{len(gram_paths)}.npy"
                 np.save(gram_paths[name], G)
             del G
-            say(2 * g + 1, steps, f"{label}: {name} done")
+            done_units += 1
+            say(done_units, steps, f"{name}: kNN graphs, modularity, motifs done")
         held.clear()
     matrices = {}
     if metrics:
-        say(steps - 1, steps, f"similarity over {len(layers)} x {len(layers)} layers")
+        say(done_units, steps, f"similarity over {len(layers)} x {len(layers)} layers")
         matrices = _matrices_from_grams(layers, gram_paths, graphs, metrics)
         for m, M in matrices.items():
             _put(cache, keys.similarity(m), {"matrix": M})

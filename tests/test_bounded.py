@@ -85,7 +85,7 @@ def test_streamed_layers_give_the_in_memory_results(model_and_data, in_memory, t
                            cache=cache, scratch_dir=tmp_path, progress=lambda d, t, msg: seen.append((d, t, msg)))
     assert [g.layers[0] for g in result.groups if g.streamed] == wide and not all(g.streamed for g in result.groups)
     _check_equal(result, in_memory)
-    assert any("Gram blocks" in msg for *_, msg in seen) and seen[-1][0] == seen[-1][1]
+    assert any("Gram matrix from blocks" in msg for *_, msg in seen) and seen[-1][0] == seen[-1][1]
     assert "streamed through disk" in result.notes[0]
     # the in-memory path reads the bounded path's cache entries: same keys, same values
     fs, curve, _, matrices = in_memory
