@@ -295,6 +295,7 @@ def run_stitching(
     cache: DiskCache | None = None,
     progress: Progress | None = None,
     require_cached: bool = False,
+    device: str = "cpu",
 ) -> StitchResult:
     """Stitch ``a`` into ``b`` (two :class:`~gbs_core.pipeline.LoadedModel`) at each pair of layers and measure it.
 
@@ -302,7 +303,8 @@ def run_stitching(
     the matched layers (i, i) for i up to the shorter list. ``train`` trains each stitch with ``config`` (its
     ``augment`` should be the training data's); ``test`` measures stitched accuracy, and its first ``index_samples``
     (stratified) give the indices. ``progress(done, total, message)`` moves after every epoch of every pair. With
-    ``require_cached`` a pair missing from the cache raises LookupError instead of being trained.
+    ``require_cached`` a pair missing from the cache raises LookupError instead of being trained. ``device`` trains,
+    evaluates and extracts there (the models move to it).
     """
     from gbs_core.analysis import feature_set, motifs_by_layer
     from gbs_core.metrics.cka import linear_cka
@@ -347,8 +349,8 @@ def run_stitching(
             stitch.fit_least_squares(outputs(a.model, "a", la), outputs(b.model, "b", lb))
             net = StitchedNetwork(a.model, la, b.model, lb, stitch)
             if config.epochs > 0:
-                fit(net, train, config, progress=moved)
-            return {"accuracy": np.array(evaluate(net, test))}
+                fit(net, train, config, progress=moved, device=device)
+            return {"accuracy": np.array(evaluate(net, test, device=device))}
 
         if require_cached and (cache is None or cache.get(key) is None):
             raise LookupError(f"the stitch {label} is not in the cache")
@@ -359,8 +361,8 @@ def run_stitching(
     if progress is not None:
         progress(done, total, "indices on held-out images")
     idx_data = test.subsample(index_samples, seed=seed) if index_samples < len(test) else test
-    fa = feature_set(a, idx_data, layers_a, cache=cache)
-    fb = feature_set(b, idx_data, layers_b, cache=cache)
+    fa = feature_set(a, idx_data, layers_a, cache=cache, device=device)
+    fb = feature_set(b, idx_data, layers_b, cache=cache, device=device)
     motif = motifs_by_layer(fa, k=5, cache=cache)["same_class_fraction"].to_numpy(dtype=np.float64)
     indices = {k: np.full_like(acc, np.nan) for k in STITCH_INDICES}
     for i, la in enumerate(layers_a):
@@ -374,8 +376,8 @@ def run_stitching(
     settings = {"init": (init or train).dataset_id, "train": train.dataset_id, "test": test.dataset_id, "n_train": len(train), "n_test": len(test),
                 "index_samples": len(idx_data), "config": asdict(config), "seed": int(seed),
                 "pairs": [list(p) for p in pairs]}
-    return StitchResult(a.label, b.label, layers_a, layers_b, acc, indices, evaluate(a.model, test),
-                        evaluate(b.model, test), settings)
+    return StitchResult(a.label, b.label, layers_a, layers_b, acc, indices, evaluate(a.model, test, device=device),
+                        evaluate(b.model, test, device=device), settings)
 
 
 def _seeded_stitch(in_shape, out_shape, seed: int) -> Stitch:

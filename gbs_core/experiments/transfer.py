@@ -116,7 +116,7 @@ def _probe(train_x, train_y, test_x, test_y, n_classes: int) -> tuple[float, np.
 
 
 def _finetune(model: nn.Module, head_weight: np.ndarray, head_bias: np.ndarray, train: Dataset, test: Dataset,
-              config: TrainConfig) -> float:
+              config: TrainConfig, device: str = "cpu") -> float:
     """Fine-tune a copy of ``model`` whose last linear layer is replaced by the probe (linear probe, then fine-tune:
     Kumar et al. 2022), on ``train``; its accuracy on ``test``."""
     net = copy.deepcopy(model)
@@ -130,8 +130,8 @@ def _finetune(model: nn.Module, head_weight: np.ndarray, head_bias: np.ndarray, 
     setattr(parent, attr, new)
     for p in net.parameters():
         p.requires_grad_(True)
-    fit(net, train, config)
-    return evaluate(net, test)
+    fit(net, train, config, device=device)
+    return evaluate(net, test, device=device)
 
 
 @dataclass
@@ -195,12 +195,14 @@ def run_transfer(
     finetune: TrainConfig | None = None,
     cache: DiskCache | None = None,
     progress: Progress | None = None,
+    device: str = "cpu",
 ) -> TransferResult:
     """Scores and truths of every source (:class:`~gbs_core.pipeline.LoadedModel`) on the target.
 
     ``score_samples`` stratified training images give the scores; the probe trains on every training image; the
     fine-tune (default :data:`DEFAULT_FINETUNE`; 0 epochs skips it) trains a copy with a new head. Each source's row is cached
     under its weights, the target's ids and the settings. ``progress(done, total, message)`` moves per source.
+    ``device``: where the fine-tune trains and is evaluated.
     """
     score_data = (target_train.subsample(score_samples, seed=0) if score_samples < len(target_train)
                   else target_train)
@@ -220,7 +222,8 @@ def run_transfer(
                                        target_train.n_classes)
             row["probe_accuracy"] = acc
             if do_ft:
-                row["finetune_accuracy"] = _finetune(src.model, weight, bias, target_train, target_test, finetune)
+                row["finetune_accuracy"] = _finetune(src.model, weight, bias, target_train, target_test, finetune,
+                                                     device=device)
             return {k: np.array(v) for k, v in row.items()}
 
         key = {"kind": "transfer", "version": TRANSFER_VERSION, "model": src.model_id, "train": target_train.dataset_id,
