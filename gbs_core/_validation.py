@@ -67,10 +67,16 @@ def as_matrix(
     if dtype is None:
         dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float64
     t = t.to(device=device if device is not None else t.device, dtype=dtype)
-    if not bool(torch.isfinite(t).all()):
+    if not _all_finite(t):
         bad = int((~torch.isfinite(t)).sum())
         raise ValueError(f"{name} has {bad} non-finite (NaN or inf) entries; clean or drop them first")
     return t
+
+
+def _all_finite(t: torch.Tensor, elements: int = 2**24) -> bool:
+    """``isfinite(t).all()`` over blocks of rows: a boolean mask of a whole wide layer (N x D bytes) is not made."""
+    rows = max(1, elements // max(t.shape[1], 1))
+    return all(bool(torch.isfinite(t[i:i + rows]).all()) for i in range(0, t.shape[0], rows))
 
 
 def check_same_samples(**arrays: torch.Tensor | np.ndarray) -> int:

@@ -9,12 +9,11 @@ so:
 
 1. a one-sample probe gives every layer's size before any work; when all requested layers fit the budget, the
    analysis runs in memory as it always has (:mod:`gbs_core.analysis`), any metric;
-2. otherwise the layers are planned into groups in depth order (:func:`plan_layer_groups`); each group is one forward
-   pass over the samples, its layers' kNN graphs, modularity and motifs are computed from the features (the same
-   functions and cache entries as in memory) together with their Gram matrices, then the features are dropped;
-3. a layer larger than the budget on its own is *streamed*: its rows go to a scratch file as the batches come, and its
-   Gram matrix is accumulated from blocks of rows read back (float32 products summed in float64, the blocks sized from
-   the budget); its kNN graphs, modularity and motifs are then computed from the Gram matrix;
+2. otherwise one forward pass runs over the samples (:func:`plan_layer_groups`): the smallest layers that fit the
+   budget together fill arrays in memory, every other layer's rows are appended to a scratch file as the batches come;
+3. each layer is then reduced to its Gram matrix, from memory or from blocks of rows read back from its file
+   (float32 products summed in float64, the blocks sized from the budget), and its kNN graphs, modularity and motif
+   counts are computed from the Gram matrix (cosines ``G_ij / (|x_i| |x_j|)``), cached, and the features dropped;
 4. the similarity matrices come from the Gram matrices (written to the scratch folder, read back a pair at a time):
    linear CKA (biased or debiased) from the centred Grams ``H G H``, dense GBS from the cosine graphs, kNN GBS from the
    kNN graphs. The CCA family and RBF CKA need raw features and are refused, with the reason.
@@ -143,33 +142,26 @@ def layer_sizes(loaded: LoadedModel, data: Dataset, layers: Sequence[str], *, po
 
 
 def plan_layer_groups(sizes: Mapping[str, int], n_samples: int, budget: int) -> list[LayerGroup]:
-    """Layers (in the given depth order) in consecutive groups whose float32 features for ``n_samples`` fit
-    ``budget`` bytes; a layer larger than the budget alone is a streamed group of its own.
+    """Which layers (of ``sizes``, features per sample, in depth order) are held in memory and which streamed to disk
+    during the one forward pass: the smallest layers are held while their float32 features for ``n_samples`` fit
+    ``budget`` bytes together; every other layer is a streamed group of its own. The held group comes first (its
+    layers in depth order; absent when none fits), then the streamed layers in depth order.
 
     Examples
     --------
     >>> plan_layer_groups({"a": 10, "b": 10, "c": 100}, 10, 1000)  # 400 + 400 bytes fit; c holds 4,000
     [LayerGroup(layers=('a', 'b'), bytes=800, streamed=False), LayerGroup(layers=('c',), bytes=4000, streamed=True)]
     """
-    groups: list[LayerGroup] = []
-    current: list[str] = []
-    held = 0
-    for name, d in sizes.items():
-        need = int(d) * int(n_samples) * 4
-        if need > budget:
-            if current:
-                groups.append(LayerGroup(tuple(current), held))
-                current, held = [], 0
-            groups.append(LayerGroup((name,), need, streamed=True))
-            continue
-        if held + need > budget and current:
-            groups.append(LayerGroup(tuple(current), held))
-            current, held = [], 0
-        current.append(name)
-        held += need
-    if current:
-        groups.append(LayerGroup(tuple(current), held))
-    return groups
+    need = {name: int(d) * int(n_samples) * 4 for name, d in sizes.items()}
+    held: set[str] = set()
+    room = int(budget)
+    for name in sorted(need, key=lambda n: need[n]):  # smallest first: as many layers as possible stay in memory
+        if need[name] > room:
+            break
+        held.add(name)
+        room -= need[name]
+    groups = [LayerGroup(tuple(n for n in need if n in held), sum(need[n] for n in held))] if held else []
+    return groups + [LayerGroup((n,), need[n], streamed=True) for n in need if n not in held]
 
 
 def _accumulate(G: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> None:
@@ -404,8 +396,13 @@ def _fitting(loaded: LoadedModel, data: Dataset, predictions: np.ndarray | None)
 
 def _in_memory(loaded, data, layers, pool, motif_k, metrics, cache, device, say, total, budget, *, k, n_batches, seed,
                resolution) -> ModelAnalysis:
-    fs = analysis.feature_set(loaded, data, layers, pool=pool, cache=cache, device=device,
-                              progress=lambda done, of: say(done, of, "features"))
+    said = []
+
+    def extracting(done: int, of: int) -> None:
+        say(done, of, "" if said else "extracting features")
+        said.append(done)
+
+    fs = analysis.feature_set(loaded, data, layers, pool=pool, cache=cache, device=device, progress=extracting)
     curve = analysis.modularity_by_layer(fs, k=k, n_batches=n_batches, seed=seed, resolution=resolution, cache=cache,
                                          progress=say)
     motifs = analysis.motifs_by_layer(fs, k=motif_k, cache=cache, progress=say)
@@ -421,93 +418,88 @@ def _put(cache: DiskCache | None, key: dict, arrays: dict) -> None:
 
 def _in_groups(loaded, data, layers, groups, sizes, pool, motif_k, metrics, cache, device, scratch, say, total,
                budget, *, k, n_batches, seed, resolution) -> ModelAnalysis:
+    """One forward pass: the held group's layers fill arrays, the streamed layers are appended to scratch files; then
+    each layer is reduced to its Gram matrix and everything else is computed from that."""
     n = len(data)
     keys = _Keys(loaded.model_id, data.dataset_id, pool, layers)
     gram_paths: dict[str, Path] = {}
     graphs: dict[str, sp.csr_array] = {}  # the kNN-GBS graphs (N * k each)
     curve: dict[str, np.ndarray] = {}
     counts: dict[str, np.ndarray] = {}
-    predictions = None
     gbs_k = _gbs.DEFAULT_KNN_K
     codes = check_labels(data.labels, n)
     batches = disjoint_batches(codes, n_batches, seed=seed) if n_batches != 1 else [np.arange(n)]
-    # a batch's activations: a few times its hooked outputs, kept to an eighth of the budget
-    per_sample = sum(sizes.values()) * 4
-    batch_size = int(max(1, min(256, budget // (8 * 4 * per_sample))))
-    # progress in units of work: a sample extracted, a layer reduced, the similarity step
-    steps = len(groups) * n + len(layers) + 1
-    done_units = 0
-    for g, group in enumerate(groups):
-        label = f"group {g + 1}/{len(groups)} ({', '.join(group.layers)})"
-        held: dict[str, np.ndarray] = {}
-        files = {}
-        if group.streamed:
-            files = {name: open(scratch / f"{g}.f32", "wb") for name in group.layers}
+    streamed = [g.layers[0] for g in groups if g.streamed]
+    held = {name: np.empty((n, sizes[name]), dtype=np.float32) for g in groups if not g.streamed for name in g.layers}
+    free = shutil.disk_usage(scratch).free
+    spill = sum(sizes[name] for name in streamed) * n * 4 + len(layers) * n * n * 8
+    if spill > free:
+        raise ValueError(f"the layers over the memory budget need {format_bytes(spill)} of scratch space in "
+                         f"{scratch.parent} and {format_bytes(free)} are free: free some, choose another folder "
+                         "(--scratch-dir), or use fewer samples or layers")
+    # a batch's activations: a few times its hooked outputs, kept to about a sixteenth of the budget
+    batch_size = int(max(1, min(256, budget // (16 * 4 * sum(sizes.values())))))
+    steps = n + len(layers) + 1  # units of work: a sample extracted, a layer reduced, the similarity step
+    files = {name: open(scratch / f"{i}.f32", "wb") for i, name in enumerate(streamed)}
+    preds = []
+    try:
+        for batch in stream_activations(loaded.model, data, layers, batch_size=batch_size, device=device, pool=pool):
+            for name, rows in batch.features.items():
+                if name in files:
+                    files[name].write(np.ascontiguousarray(rows).tobytes())
+                else:
+                    held[name][batch.start:batch.stop] = rows
+            if batch.predictions is not None:
+                preds.append(batch.predictions)
+            say(batch.stop, steps, f"extracting {len(layers)} layers ({len(held)} in memory, {len(streamed)} "
+                "streamed to disk)" if batch.start == 0 else "")
+    finally:
+        for f in files.values():
+            f.close()
+    predictions = np.concatenate(preds) if preds and sum(map(len, preds)) == n else None
+    if predictions is not None:
+        _put(cache, _key(loaded.model_id, data, "__predictions__", False), {"predictions": predictions})
+    done = n
+    for name in [n_ for n_ in layers if n_ in held] + streamed:  # the held layers first: their memory is freed
+        if name in held:
+            G = gram_matrix(held.pop(name), device=device)
         else:
-            held = {name: np.empty((n, sizes[name]), dtype=np.float32) for name in group.layers}
-        preds = []
-        try:
-            for batch in stream_activations(loaded.model, data, list(group.layers), batch_size=batch_size,
-                                            device=device, pool=pool):
-                for name, rows in batch.features.items():
-                    if group.streamed:
-                        files[name].write(np.ascontiguousarray(rows).tobytes())
-                    else:
-                        held[name][batch.start:batch.stop] = rows
-                if batch.predictions is not None:
-                    preds.append(batch.predictions)
-                say(done_units + batch.stop, steps, f"{label}: extracting" if batch.start == 0 else "")
-        finally:
-            for f in files.values():
-                f.close()
-        done_units += n
-        if predictions is None and preds:
-            predictions = np.concatenate(preds)
-            _put(cache, _key(loaded.model_id, data, "__predictions__", False), {"predictions": predictions})
-        for name in group.layers:
-            if group.streamed:
-                block_rows = max(1, min(n, (budget - _GRAMS_HELD * n * n * 8) // (3 * sizes[name] * 4)))
-                G = _streamed_gram(scratch / f"{g}.f32", n, sizes[name], block_rows, device,
-                                   lambda msg, name=name, at=done_units: say(at, steps, f"{name}: {msg}"))
-                (scratch / f"{g}.f32").unlink()
-                q, c, gbs_graph = _from_gram(G, codes, batches, k=k, motif_k=motif_k, gbs_k=gbs_k, seed=seed,
-                                             resolution=resolution, name=name, keys=keys, cache=cache)
-            else:
-                fs = analysis.FeatureSet(loaded.label, loaded.model_id, data.dataset_id, pool, {name: held[name]},
-                                         data.labels, None, data.class_names)
-                q = analysis.modularity_by_layer(fs, k=k, n_batches=n_batches, seed=seed, resolution=resolution,
-                                                 cache=cache)[name]
-                c = analysis.motifs_by_layer(fs, k=motif_k, cache=cache)[list(analysis._MOTIF_COLUMNS)].to_numpy()[0]
-                gbs_graph = analysis.layer_knn_graph(fs, name, k=gbs_k, cache=cache) if "gbs_knn" in metrics else None
-                G = gram_matrix(held.pop(name), device=device) if metrics else None
-            curve[name], counts[name] = np.asarray(q), np.asarray(c, dtype=np.int64)
-            if gbs_graph is not None and "gbs_knn" in metrics:
-                graphs[name] = gbs_graph
-            if G is not None and metrics:
-                gram_paths[name] = scratch / f"gram-{len(gram_paths)}.npy"
-                np.save(gram_paths[name], G)
-            del G
-            done_units += 1
-            say(done_units, steps, f"{name}: kNN graphs, modularity, motifs done")
-        held.clear()
+            path = scratch / f"{streamed.index(name)}.f32"
+            room = budget - sum(a.nbytes for a in held.values()) - _GRAMS_HELD * n * n * 8
+            block_rows = max(1, min(n, room // (3 * sizes[name] * 4)))
+            G = _streamed_gram(path, n, sizes[name], block_rows, device,
+                               lambda msg, name=name, at=done: say(at, steps, f"{name}: {msg}"))
+            path.unlink()
+        q, c, gbs_graph = _from_gram(G, codes, batches, k=k, motif_k=motif_k, gbs_k=gbs_k, seed=seed,
+                                     resolution=resolution, name=name, keys=keys, cache=cache)
+        curve[name], counts[name] = q, c
+        if "gbs_knn" in metrics:
+            graphs[name] = gbs_graph
+        if metrics:
+            gram_paths[name] = scratch / f"gram-{len(gram_paths)}.npy"
+            np.save(gram_paths[name], G)
+        del G
+        done += 1
+        say(done, steps, f"{name}: kNN graphs, modularity, motifs done")
     matrices = {}
     if metrics:
-        say(done_units, steps, f"similarity over {len(layers)} x {len(layers)} layers")
+        say(done, steps, f"similarity over {len(layers)} x {len(layers)} layers")
         matrices = _matrices_from_grams(layers, gram_paths, graphs, metrics)
         for m, M in matrices.items():
             _put(cache, keys.similarity(m), {"matrix": M})
     say(steps, steps, "done")
     notes = [f"the features of these {len(layers)} layers take {format_bytes(total)} for {n} samples, over the memory "
-             f"budget of {format_bytes(budget)}: extracted in {len(groups)} group(s) of layers, one forward pass each"
-             + (f"; {sum(g.streamed for g in groups)} layer(s) larger than the budget streamed through disk"
-                if any(g.streamed for g in groups) else "")]
+             f"budget of {format_bytes(budget)}: one forward pass, {len(layers) - len(streamed)} layer(s) held in "
+             f"memory and {len(streamed)} streamed through disk; every layer reduced to its Gram matrix"]
+    curve = {name: curve[name] for name in layers}
+    counts = {name: counts[name] for name in layers}
     return ModelAnalysis(layers, data.labels, _fitting(loaded, data, predictions), curve,
                          analysis.motif_table(counts), matrices, list(groups), total, budget, notes)
 
 
 def _from_gram(G, codes, batches, *, k, motif_k, gbs_k, seed, resolution, name, keys: _Keys, cache):
-    """Modularity per batch, motif counts and the kNN-GBS graph of a streamed layer, from its Gram matrix, cached
-    under the in-memory path's keys."""
+    """Modularity per batch, motif counts and the kNN-GBS graph of a layer, from its Gram matrix, cached under the
+    in-memory path's keys."""
     import warnings
 
     q = np.empty(len(batches))
