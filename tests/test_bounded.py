@@ -1,6 +1,9 @@
 """Bounded-memory analysis: the same results as the in-memory path, in groups and with streamed layers."""
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -161,3 +164,30 @@ def test_parse_bytes():
         parse_bytes("four gigs")
     with pytest.raises(ValueError, match="must be positive"):
         parse_bytes("0")
+
+
+def test_analyze_command_over_the_budget_writes_the_in_memory_files(run, tmp_path):
+    common = ["analyze", "tiny10-s0", "--n-samples", "120", "--metrics", "linear_cka,gbs_knn", "--n-batches", "2"]
+    low = run("--no-cache", *common, "--memory-budget", "2.5M", "--out", str(tmp_path / "low"))
+    assert "(memory budget 2.5 MiB; over it: the layers that do not fit streamed through disk" in low.output
+    assert "streamed through disk" in low.output and "Gram matrix from blocks of rows" in low.output
+    run("--no-cache", *common, "--memory-budget", "4G", "--out", str(tmp_path / "high"))
+    summary = json.loads((tmp_path / "low" / "summary.json").read_text())
+    assert summary["memory"]["bounded"] and summary["memory"]["budget_bytes"] == int(2.5 * 2**20)
+    assert not json.loads((tmp_path / "high" / "summary.json").read_text())["memory"]["bounded"]
+    for name in ("modularity.csv", "similarity_linear_cka.csv", "similarity_gbs_knn.csv"):
+        a = pd.read_csv(tmp_path / "low" / name).select_dtypes("number").to_numpy()
+        b = pd.read_csv(tmp_path / "high" / name).select_dtypes("number").to_numpy()
+        np.testing.assert_allclose(a, b, atol=1e-7, err_msg=name)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "low" / "motifs.csv"),
+                                  pd.read_csv(tmp_path / "high" / "motifs.csv"))
+
+
+def test_analyze_command_refuses_bad_budgets_and_raw_feature_metrics(run, tmp_path):
+    bad = run("analyze", "tiny10-s0", "--memory-budget", "lots", "--out", str(tmp_path / "o"), ok=False)
+    assert "--memory-budget" in bad.output and "is not a size" in bad.output
+    cca = run("analyze", "tiny10-s0", "--n-samples", "120", "--memory-budget", "2.5M", "--metrics", "svcca",
+              "--out", str(tmp_path / "o"), ok=False)
+    assert "svcca need(s) the raw features of two layers at once" in cca.output
+    gpu = run("--device", "cuda:7", "analyze", "tiny10-s0", "--out", str(tmp_path / "o"), ok=False)
+    assert "--device" in gpu.output
