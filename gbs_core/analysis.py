@@ -8,9 +8,10 @@ repeats work. Per-layer results are cached per layer, so adding a layer computes
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,11 +24,15 @@ from gbs_core.graph_layout import MAX_NODES, force_layout, stratified_nodes
 from gbs_core.graphs import knn_graph
 from gbs_core.metrics import MinibatchCKA, modularity_curve, prunable_layers, similarity_matrix, triangle_motifs
 from gbs_core.metrics.modularity import PAPER_PRUNE_THRESHOLD
-from gbs_core.pipeline import LoadedModel, cached_activations
+from gbs_core.pipeline import LoadedModel, cached_activations, store_activations
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = [
     "FeatureSet",
     "feature_set",
+    "feature_sets",
     "feature_set_from_arrays",
     "layer_graph_layout",
     "layer_knn_graph",
@@ -98,9 +103,101 @@ def feature_set(
     The predictions are kept only when the model's classifier predicts ``data``'s classes
     (:meth:`~gbs_core.pipeline.LoadedModel.head_fits`); otherwise they are None (accuracy not applicable)."""
     acts = cached_activations(loaded, data, layers, pool=pool, cache=cache, device=device, progress=progress)
-    predictions = acts.predictions if loaded.head_fits(data) else None
-    return FeatureSet(loaded.label, loaded.model_id, data.dataset_id, pool, acts.features, data.labels,
-                      predictions, data.class_names)
+    return _as_feature_set(loaded.label, loaded.model_id, loaded.head_fits(data), data, acts, pool)
+
+
+def _as_feature_set(label: str, model_id: str, head_fits: bool, data: Dataset, acts, pool: bool) -> FeatureSet:
+    predictions = acts.predictions if head_fits else None
+    return FeatureSet(label, model_id, data.dataset_id, pool, acts.features, data.labels, predictions,
+                      data.class_names)
+
+
+def _extract_on_worker(loaded: LoadedModel, *, data: Dataset, layers: Sequence[str] | None, pool: bool):
+    """One Dask task: the model's layers on ``data``, extracted without a cache (the client keeps the cache)."""
+    return cached_activations(loaded, data, layers, pool=pool, cache=None)
+
+
+def feature_sets(
+    models: Sequence[Any],
+    data: Dataset,
+    layers: Sequence[str] | None = None,
+    *,
+    load: Callable[[Any], LoadedModel],
+    pool: bool = False,
+    cache: DiskCache | None = None,
+    client: Client | None = None,
+    progress: Progress | None = None,
+) -> list[FeatureSet]:
+    """:func:`feature_set` of each of ``models`` (what ``load`` takes, e.g. ModelSpecs), in their order; with a Dask
+    ``client`` the extractions run as one task per model.
+
+    Serially each model is loaded and its features read or extracted through the cache, one model at a time. With a
+    client each model is still loaded here (its weights fingerprint names its cache entries, and ``load`` may say
+    things or hold a memo): when the cache holds every layer it is read here; otherwise the loaded model goes to a
+    worker, which extracts its layers without a cache and returns the arrays, and this process writes them into the
+    cache under :func:`~gbs_core.pipeline.cached_activations`' keys (:func:`~gbs_core.pipeline.store_activations`).
+    The workers need the project installed, not the model files nor the cache. The features, and so every result
+    computed from them, are the same either way, and a later serial run reads the cluster's features.
+
+    Parameters
+    ----------
+    models : sequence
+        What ``load`` builds a :class:`~gbs_core.pipeline.LoadedModel` from.
+    data : Dataset
+    layers : sequence of str, optional
+        Layers of every model (default: each model's default layers).
+    load : callable model -> LoadedModel
+    pool, cache : see :func:`feature_set`.
+    client : distributed.Client, optional
+        See :func:`gbs_core.cluster.dask_client`; None runs serially.
+    progress : callable (done, total, message), optional
+        Called after each model, as they finish.
+
+    Raises
+    ------
+    ValueError
+        A layer that a model does not have (before any work is sent).
+    gbs_core.cluster.TaskError
+        An extraction failed on a worker (the message names the model).
+    """
+    from gbs_core.cluster import map_tasks
+
+    models = list(models)
+    total = len(models)
+
+    def label(model) -> str:
+        return f"features of {getattr(model, 'label', model)}"
+
+    if client is None:
+        return map_tasks(lambda m: feature_set(load(m), data, layers, pool=pool, cache=cache), models,
+                         progress=progress, name=label)
+    ready: dict[int, FeatureSet] = {}
+    sent: list[tuple[int, str, str, bool]] = []  # position, label, weights fingerprint, head fits: not the model
+
+    def to_send():
+        for i, model in enumerate(models):
+            loaded = load(model)
+            try:
+                acts = cached_activations(loaded, data, layers, pool=pool, cache=cache, require_cached=True)
+            except LookupError:
+                sent.append((i, loaded.label, loaded.model_id, loaded.head_fits(data)))
+                yield loaded
+                continue
+            ready[i] = _as_feature_set(loaded.label, loaded.model_id, loaded.head_fits(data), data, acts, pool)
+            if progress is not None:
+                progress(len(ready), total, f"{label(loaded)} read from the cache ({len(ready)}/{total})")
+
+    def sent_progress(done: int, _n: int, message: str) -> None:
+        if progress is not None:
+            progress(len(ready) + done, total, message)
+
+    task = functools.partial(_extract_on_worker, data=data, layers=layers, pool=pool)
+    extracted = map_tasks(task, to_send(), client=client, progress=sent_progress, name=label)
+    for (i, name, model_id, head_fits), acts in zip(sent, extracted, strict=True):
+        if cache is not None:
+            store_activations(cache, model_id, data, acts, pool=pool)
+        ready[i] = _as_feature_set(name, model_id, head_fits, data, acts, pool)
+    return [ready[i] for i in range(total)]
 
 
 def data_warnings(fs: FeatureSet) -> list[str]:

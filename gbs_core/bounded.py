@@ -43,7 +43,7 @@ import torch
 from gbs_core import analysis
 from gbs_core._validation import check_labels
 from gbs_core.activations import list_layers, stream_activations
-from gbs_core.cache import DiskCache
+from gbs_core.cache import DiskCache, MemoryCache
 from gbs_core.data import Dataset
 from gbs_core.graphs import NORM_FLOOR, _topk_stable
 from gbs_core.metrics import cka as _cka
@@ -58,6 +58,7 @@ __all__ = [
     "LayerGroup",
     "ModelAnalysis",
     "analyze_model",
+    "analyze_model_task",
     "default_memory_budget",
     "format_bytes",
     "gram_matrix",
@@ -97,7 +98,10 @@ def parse_bytes(text: str | int) -> int:
         match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*", str(text).lower())
         if match is None:
             raise ValueError(f"memory size {text!r} is not a size; write e.g. 4G, 512M or 3e9 (bytes)")
-        value = int(float(match.group(1)) * _UNITS[match.group(2)])
+        number = float(match.group(1)) * _UNITS[match.group(2)]
+        if not number < 2**62:
+            raise ValueError(f"memory size {text!r} is too large; write e.g. 4G, 512M or 3e9 (bytes)")
+        value = int(number)
     if value <= 0:
         raise ValueError(f"memory size {text!r} must be positive")
     return value
@@ -317,6 +321,7 @@ def analyze_model(
     device: str | torch.device = "cpu",
     scratch_dir: str | Path | None = None,
     progress: Progress | None = None,
+    require_cached: bool = False,
 ) -> ModelAnalysis:
     """The command line's analysis of one model (modularity curve, motif counts, similarity matrices) within a memory
     budget; see the module docstring for how.
@@ -337,6 +342,9 @@ def analyze_model(
         Where streamed layers and Gram matrices are written while the analysis runs (a temporary folder inside it,
         removed at the end, also on error); default the system's temporary folder.
     progress : callable(done, total, message), optional
+    require_cached : bool
+        Compute nothing: ``LookupError`` unless every result is in ``cache`` (a cluster run asks this before it sends
+        a model to a worker).
 
     Returns
     -------
@@ -367,6 +375,8 @@ def analyze_model(
         return ModelAnalysis(layers, data.labels, _fitting(loaded, data, predictions), curve,
                              analysis.motif_table(counts), matrices, [], total, budget,
                              ["every result was in the cache: nothing was extracted"])
+    if require_cached:
+        raise LookupError(f"{loaded.label}: not every result is in the cache")
     if total <= budget:
         return _in_memory(loaded, data, layers, pool, motif_k, metrics, cache, device, say, total, budget, **settings)
     unsupported = [m for m in metrics if m not in BOUNDED_METRICS]
@@ -388,6 +398,15 @@ def analyze_model(
                           total, budget, **settings)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def analyze_model_task(loaded: LoadedModel, data: Dataset, layers: Sequence[str] | None = None, *,
+                       max_cache_bytes: int = 2 * 1024**3, **options) -> tuple[ModelAnalysis, MemoryCache]:
+    """One Dask task of a cluster run: :func:`analyze_model` through a :class:`~gbs_core.cache.MemoryCache` (no disk
+    on the worker), returned with what it cached, for the client to write into its disk cache
+    (``MemoryCache.write_into``). ``options`` are :func:`analyze_model`'s keywords but ``cache``."""
+    memory = MemoryCache(max_bytes=max_cache_bytes)
+    return analyze_model(loaded, data, layers, cache=memory, **options), memory
 
 
 def _fitting(loaded: LoadedModel, data: Dataset, predictions: np.ndarray | None) -> np.ndarray | None:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CODE_VERSION", "DiskCache", "CacheStats", "CacheWarning", "default_cache_dir", "cache_key", "ORPHAN_SECONDS"]
+__all__ = ["CODE_VERSION", "DiskCache", "MemoryCache", "CacheStats", "CacheWarning", "default_cache_dir", "cache_key", "ORPHAN_SECONDS"]
 
 # Bump when a computation's meaning changes, so old entries are not reused.
 CODE_VERSION = "1"
@@ -292,3 +292,52 @@ class DiskCache:
         for p in self.entries():
             p.unlink(missing_ok=True)
         self._size = None
+
+
+class MemoryCache:
+    """A stand-in for :class:`DiskCache` that keeps what is put in memory: a Dask task computes through it (its
+    results, and what they are computed from, under the disk cache's keys) and returns it to the client, which writes
+    it into its own disk cache (:meth:`write_into`). Nothing touches a disk on the worker.
+
+    ``max_bytes`` only decides what callers choose to store (e.g. features over half of it are not); nothing is evicted.
+    """
+
+    def __init__(self, *, max_bytes: int = 2 * 1024**3):
+        self.max_bytes = int(max_bytes)
+        self.stats = CacheStats()
+        self.disabled = False
+        self.problem = ""
+        self._entries: dict[str, tuple[dict, dict[str, np.ndarray], dict]] = {}
+
+    def get(self, key: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict] | None:
+        hit = self._entries.get(cache_key(key))
+        if hit is None:
+            self.stats.misses += 1
+            return None
+        self.stats.hits += 1
+        return dict(hit[1]), dict(hit[2])
+
+    def put(self, key: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+            meta: Mapping[str, Any] | None = None) -> None:
+        payload = {k: np.asarray(v) for k, v in arrays.items()}
+        self._entries[cache_key(key)] = (dict(key), payload, json.loads(json.dumps(_canonical(dict(meta or {})))))
+
+    def get_or_compute(self, key, compute):
+        hit = self.get(key)
+        if hit is not None:
+            return hit
+        result = compute()
+        arrays, meta = result if isinstance(result, tuple) else (result, {})
+        self.put(key, arrays, meta)
+        return self.get(key)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def write_into(self, cache: DiskCache | None) -> int:
+        """Put every entry into ``cache`` (nothing when None); returns how many."""
+        if cache is None:
+            return 0
+        for key, arrays, meta in self._entries.values():
+            cache.put(key, arrays, meta)
+        return len(self._entries)

@@ -321,10 +321,35 @@ class _Commands(click.Group):
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Disk cache folder (default: $GBS_CACHE_DIR or ~/.cache/gbs-explorer).")
 @click.option("--no-cache", is_flag=True, help="Compute everything afresh and store nothing.")
+@click.option("--device", default="cpu", show_default=True, callback=lambda ctx, param, value: _device(value),
+              help="Where models and metrics run: cpu, cuda or cuda:N.")
 @click.pass_context
-def main(ctx: click.Context, cache_dir: Path | None, no_cache: bool) -> None:
+def main(ctx: click.Context, cache_dir: Path | None, no_cache: bool, device: str) -> None:
     ctx.ensure_object(dict)
-    ctx.obj.update(cache_dir=cache_dir, no_cache=no_cache)
+    ctx.obj.update(cache_dir=cache_dir, no_cache=no_cache, device=device)
+
+
+def _device(value: str) -> str:
+    """``--device``: a torch device that exists on this machine."""
+    import torch
+
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise click.BadParameter(f"{value!r} is not a device; use cpu, cuda or cuda:N", param_hint="--device") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter(f"{value!r}: this machine has no CUDA device (torch {torch.__version__} sees none); "
+                                 "use cpu", param_hint="--device")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise click.BadParameter(f"{value!r}: this machine has {torch.cuda.device_count()} CUDA device(s)",
+                                 param_hint="--device")
+    if dev.type not in ("cpu", "cuda"):
+        raise click.BadParameter(f"{value!r}: only cpu and cuda devices are supported", param_hint="--device")
+    return str(dev)
+
+
+def _root_device(ctx: click.Context) -> str:
+    return ctx.find_root().obj.get("device", "cpu")
 
 
 out_option = click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -408,8 +433,54 @@ def layers(model: str, out: Path, data_text: str | None) -> None:
                f"({sum(u.removable for u in units.values())} removable)")
 
 
+def _scheduler(ctx, param, value: str | None) -> str | None:
+    from gbs_core.cluster import parse_scheduler
+
+    try:
+        return parse_scheduler(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def scheduler_options(f):
+    """``--scheduler local|HOST:PORT`` and ``--workers N``: each model's feature extraction as a Dask task (a local
+    cluster of N one-thread processes, or a running ``dask scheduler``); this process keeps the cache and computes the
+    rest. The command gets ``client``: a ``distributed.Client``, open while it runs, or None (serial)."""
+    @functools.wraps(f)
+    def command(*args, scheduler: str | None = None, workers: int | None = None, **kwargs):
+        if scheduler is None:
+            if workers is not None:
+                raise click.BadParameter("it sets the size of --scheduler local; without --scheduler the command runs "
+                                         "serially", param_hint="--workers")
+            return f(*args, client=None, **kwargs)
+        import contextlib
+
+        from gbs_core.cluster import LOCAL, TaskError, dask_client
+
+        if workers is not None and scheduler != LOCAL:
+            raise click.BadParameter(f"it sets the size of --scheduler local; the scheduler at {scheduler} has its own "
+                                     "workers (start more with `dask worker`)", param_hint="--workers")
+        with contextlib.ExitStack() as stack:
+            try:
+                client = stack.enter_context(dask_client(scheduler, workers=workers))
+            except ConnectionError as exc:
+                raise click.ClickException(str(exc)) from exc
+            n = len(client.scheduler_info().get("workers", {}))
+            _say(f"Dask: {n} worker(s) at {client.scheduler.address}")
+            try:
+                return f(*args, client=client, **kwargs)
+            except TaskError as exc:
+                raise click.ClickException(str(exc)) from exc
+
+    command = click.option("--workers", type=COUNT, default=None,
+                           help="Worker processes of --scheduler local (default 2, one thread each).")(command)
+    return click.option("--scheduler", default=None, metavar="local|HOST:PORT", callback=_scheduler,
+                        help="Extract each model's features as a Dask task: local (a cluster on this machine) or the "
+                             "address of a running `dask scheduler` (default: serially here).")(command)
+
+
 @main.command()
-@click.argument("model", required=False)
+@click.argument("models", nargs=-1)
 @out_option
 @data_option
 @adapter_options
@@ -417,54 +488,133 @@ def layers(model: str, out: Path, data_text: str | None) -> None:
               help="test: the held-out split (all of a folder's images); train: the training split (a folder's "
                    "seeded 70% part).")
 @analysis_options
+@click.option("--memory-budget", "memory_budget", default=None, metavar="SIZE",
+              help="Features (and Gram matrices) held in memory at once, e.g. 4G or 512M (default: "
+                   "$GBS_MEMORY_BUDGET, else half the memory available). Over it, the layers that do not fit are "
+                   "streamed through disk and each layer reduced to its Gram matrix; only linear_cka, "
+                   "debiased_linear_cka, gbs_dense, gbs_knn then.")
+@click.option("--scratch-dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Where layers over the memory budget are streamed while the analysis runs (default: the system's "
+                   "temporary folder; removed afterwards).")
 @html_option
+@scheduler_options
 @click.pass_context
-def analyze(ctx, model, out, data_text, n_samples, split, seed, layer_list, pool, k, n_batches, threshold, motif_k, metrics,
-            html):
-    """Compute what the dashboard shows for MODEL on DATA (or for the saved activations of --data npz:PATH, with no
-    MODEL): modularity curve and prunable layers, layer x layer similarity
-    matrices (CKA, GBS, ...), triangle motif profile. Writes modularity.csv, prunable.json, similarity_<metric>.csv,
-    motifs.csv, summary.json (and modularity.html, similarity_<metric>.html, motifs.html with --html)."""
-    from gbs_core.analysis import (
-        data_warnings,
-        feature_set,
-        layer_similarity,
-        modularity_by_layer,
-        modularity_table,
-        motifs_by_layer,
-    )
+def analyze(ctx, models, out, data_text, n_samples, split, seed, layer_list, pool, k, n_batches, threshold, motif_k,
+            metrics, memory_budget, scratch_dir, html, client):
+    """Compute what the dashboard shows for MODELS on DATA (or for the saved activations of --data npz:PATH, with no
+    MODEL): modularity curve and prunable layers, layer x layer similarity matrices (CKA, GBS, ...), triangle motif
+    profile. Writes modularity.csv, prunable.json, similarity_<metric>.csv, motifs.csv, summary.json (and the figures
+    with --format) into OUT, or with several models into one folder per model inside OUT. With --scheduler each
+    model's analysis is one Dask task; this process writes the results into the cache."""
+    from gbs_core.bounded import default_memory_budget, parse_bytes
 
     metric_list = _metric_list(metrics)
     t0 = time.perf_counter()
     spec = _data_spec(data_text)
     cache = _cache(ctx)
-    if spec.kind == "npz":
-        fs, loaded, data = _saved_feature_set(spec.path, _csv_list(layer_list)), None, None
-        label, n_used = fs.name, fs.n_samples
-        if model:
-            _say(f"  --data npz: the saved activations are analysed; MODEL {model!r} is not used")
-    else:
-        if not model:
-            raise click.UsageError("give a MODEL (or --data npz:PATH to analyse saved activations)")
-        data = _analysis_data(spec, n_samples, seed, split)
-        loaded = _load(model, data)
-        label, n_used = loaded.label, len(data)
-    out.mkdir(parents=True, exist_ok=True)
     try:
-        if loaded is not None:
-            _say(f"{label}: features of {len(data)} images of {data.dataset_id}")
-            fs = feature_set(loaded, data, _csv_list(layer_list), pool=pool, cache=cache)
-        for text in data_warnings(fs):
-            _say(f"warning: {text}")
-        curve = modularity_by_layer(fs, k=k, n_batches=n_batches, seed=seed, cache=cache,
-                                    progress=_fraction_printer("modularity"))
-        table = modularity_table(curve, threshold=threshold)
-        motifs = motifs_by_layer(fs, k=motif_k, cache=cache, progress=_fraction_printer("motifs"))
-        matrices = {m: layer_similarity(fs, metric=m, cache=cache, progress=_fraction_printer(m)) for m in metric_list}
+        budget = parse_bytes(memory_budget) if memory_budget is not None else default_memory_budget()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--memory-budget") from exc
+    settings = dict(pool=pool, k=k, n_batches=n_batches, seed=seed, motif_k=motif_k, metrics=tuple(metric_list),
+                    memory_budget=budget, device=_root_device(ctx), scratch_dir=scratch_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if spec.kind == "npz":
+        if models:
+            _say(f"  --data npz: the saved activations are analysed; MODEL {' '.join(models)!r} is not used")
+        fs = _saved_feature_set(spec.path, _csv_list(layer_list))
+        try:
+            results = _analyze_saved(fs, cache, settings)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        _write_analysis(out, fs, results, None, None, spec, split, threshold, settings, html, t0)
+        return
+    if not models:
+        raise click.UsageError("give a MODEL (or --data npz:PATH to analyse saved activations)")
+    data = _analysis_data(spec, n_samples, seed, split)
+    loaded = [_load(m, data) for m in models]
+    folders = [out] if len(loaded) == 1 else [out / _model_folder(lm.label, i) for i, lm in enumerate(loaded)]
+    try:
+        done = _analyze_models(loaded, data, _csv_list(layer_list), cache, settings, client)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    for folder, lm, result in zip(folders, loaded, done, strict=True):
+        from gbs_core.analysis import FeatureSet
+
+        folder.mkdir(parents=True, exist_ok=True)
+        fs = FeatureSet(lm.label, lm.model_id, data.dataset_id, pool, dict.fromkeys(result.layers), data.labels,
+                        result.predictions, data.class_names)
+        _write_analysis(folder, fs, (result.curve, result.motifs, result.matrices), lm, result, spec, split,
+                        threshold, settings, html, t0)
+
+
+def _model_folder(label: str, i: int) -> str:
+    import re
+
+    return f"{i + 1:02d}_" + (re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_")[:60] or "model")
+
+
+def _analyze_saved(fs, cache, settings: dict):
+    from gbs_core.analysis import layer_similarity, modularity_by_layer, motifs_by_layer
+
+    curve = modularity_by_layer(fs, k=settings["k"], n_batches=settings["n_batches"], seed=settings["seed"],
+                                cache=cache, progress=_fraction_printer("modularity"))
+    motifs = motifs_by_layer(fs, k=settings["motif_k"], cache=cache, progress=_fraction_printer("motifs"))
+    matrices = {m: layer_similarity(fs, metric=m, cache=cache, progress=_fraction_printer(m))
+                for m in settings["metrics"]}
+    return curve, motifs, matrices
+
+
+def _analyze_models(loaded: list, data, layers: list[str] | None, cache, settings: dict, client) -> list:
+    """:func:`~gbs_core.bounded.analyze_model` of each model: here, one after the other, or, with a Dask client, the
+    models whose results are not all cached as one task each (their results come back and are written here)."""
+    from gbs_core.bounded import analyze_model, analyze_model_task, format_bytes, layer_sizes
+    from gbs_core.cluster import map_tasks
+
+    budget = settings["memory_budget"]
+    for lm in loaded:
+        chosen = layers or lm.default_layers()
+        need = sum(layer_sizes(lm, data, chosen, pool=settings["pool"]).values()) * len(data) * 4
+        where = "in memory" if need <= budget else "over it: the layers that do not fit streamed through disk"
+        _say(f"{lm.label}: features of {len(chosen)} layers for {len(data)} images of {data.dataset_id}: "
+             f"{format_bytes(need)} (memory budget {format_bytes(budget)}; {where}) on {settings['device']}")
+    results: list = [None] * len(loaded)
+    todo = []
+    for i, lm in enumerate(loaded):
+        if client is None:
+            results[i] = analyze_model(lm, data, layers, cache=cache, progress=_fraction_printer("analysis"),
+                                       **settings)
+            continue
+        try:
+            results[i] = analyze_model(lm, data, layers, cache=cache, require_cached=True, **settings)
+        except LookupError:
+            todo.append(i)
+    if todo:
+        remote = {**settings, "scratch_dir": None}  # the worker's own temporary folder
+        max_cache = cache.max_bytes if cache is not None else 2 * 1024**3
+        done = map_tasks(lambda lm: analyze_model_task(lm, data, layers, max_cache_bytes=max_cache, **remote),
+                         [loaded[i] for i in todo], client=client, progress=_fraction_printer("models"),
+                         name=lambda lm: lm.label)
+        for i, (result, memory) in zip(todo, done, strict=True):
+            memory.write_into(cache)
+            results[i] = result
+    for lm, result in zip(loaded, results, strict=True):
+        for note in result.notes:
+            _say(f"  {lm.label}: {note}")
+    return results
+
+
+def _write_analysis(out: Path, fs, results, loaded, done, spec, split, threshold, settings: dict, html, t0) -> None:
+    """The files of one model's analysis (see ``analyze``)."""
     import pandas as pd
 
+    from gbs_core.analysis import data_warnings, modularity_table
+
+    curve, motifs, matrices = results
+    for text in data_warnings(fs):
+        _say(f"warning: {text}")
+    table = modularity_table(curve, threshold=threshold)
+    label = fs.name
     _write_csv(out / "modularity.csv", table)
     flagged = table[table["prunable"]]
     _write_json(out / "prunable.json", {"threshold": threshold, "layers": [
@@ -475,13 +625,15 @@ def analyze(ctx, model, out, data_text, n_samples, split, seed, layer_list, pool
             names="layer"))
     _write_csv(out / "motifs.csv", motifs)
     accuracy = float((fs.predictions == fs.labels).mean()) if fs.predictions is not None else None
+    k, motif_k, seed = settings["k"], settings["motif_k"], settings["seed"]
     summary = {"model": label, "model_id": fs.model_id, "test_accuracy": getattr(loaded, "test_accuracy", None),
                "accuracy_on_data": accuracy, "n_params": getattr(loaded, "n_params", None),
                "input_adapter": getattr(loaded, "adapter", ""), "notes": list(getattr(loaded, "notes", ())),
-               "data_source": spec.text, "data": fs.dataset_id, "n_samples": n_used, "split": split,
-               "pool": pool, "layers": fs.layers, "k": k, "n_batches": n_batches, "threshold": threshold,
-               "motif_k": motif_k, "metrics": metric_list, "prunable_layers": list(flagged["layer"]),
-               "seconds": round(time.perf_counter() - t0, 2)}
+               "data_source": spec.text, "data": fs.dataset_id, "n_samples": fs.n_samples, "split": split,
+               "pool": settings["pool"], "layers": fs.layers, "k": k, "n_batches": settings["n_batches"],
+               "threshold": threshold, "motif_k": motif_k, "metrics": list(settings["metrics"]),
+               "prunable_layers": list(flagged["layer"]), "device": settings["device"],
+               "memory": _memory_summary(done), "seconds": round(time.perf_counter() - t0, 2)}
     _write_json(out / "summary.json", summary)
     if html:
         from gbs_core import figures
@@ -495,10 +647,18 @@ def analyze(ctx, model, out, data_text, n_samples, split, seed, layer_list, pool
                 M, fs.layers, fs.layers, title=f"{figures.metric_title(m)}: {label}", row_title="layer",
                 col_title="layer"))
         figs["motifs"] = figures.motif_bars(motifs, title=f"Triangle motifs: {label}")
-        _write_figures(out, figs, html, title=f"Analysis of {label}", model=label, data=spec.text, n=n_used,
+        _write_figures(out, figs, html, title=f"Analysis of {label}", model=label, data=spec.text, n=fs.n_samples,
                        seed=seed, k=k)
     click.echo(f"{label}: {len(fs.layers)} layers; prunable (dQ < {threshold}): "
                f"{', '.join(flagged['layer']) or 'none'}")
+
+
+def _memory_summary(done) -> dict | None:
+    """How ``analyze`` held the features: budget, size, groups (None for saved activations)."""
+    if done is None:
+        return None
+    return {"budget_bytes": done.budget, "feature_bytes": done.feature_bytes, "bounded": done.bounded,
+            "groups": [{"layers": list(g.layers), "bytes": g.bytes, "streamed": g.streamed} for g in done.groups]}
 
 
 def _saved_feature_set(path: str, layers: list[str] | None):
@@ -595,7 +755,7 @@ def prune(ctx, model, out, criterion, threshold, epochs, lr, batch_size, finetun
 
     result = run_pruning(net, curve, train, test, threshold=thr, finetune=cfg, control_seeds=seeds,
                          model_id=loaded.model_id + ("|new-head" if head_note else ""), model_label=loaded.label, cache=cache, progress=report,
-                         criterion=criterion,
+                         criterion=criterion, device=_root_device(ctx),
                          extra_settings={"curve_split": curve_split, "curve_samples": len(curve_data), "k": k,
                                          "n_batches": n_batches, "curve_data": curve_data.dataset_id})
     _write_csv(out / "pruning.csv", result.table())
@@ -635,9 +795,10 @@ def prune(ctx, model, out, criterion, threshold, epochs, lr, batch_size, finetun
 @click.option("--layers", "layer_list", default=None, help="Comma-separated layers (default: the conv blocks).")
 @click.option("--metrics", default=None, help="Comma-separated indices (default: all 12; see gbs_core.experiments.sanity).")
 @click.option("--heatmap", default="0,1", show_default=True, help="Pair of model positions for the heatmap files.")
+@scheduler_options
 @html_option
 @click.pass_context
-def sanity_check(ctx, out, models, family, n_samples, data_text, pool, layer_list, metrics, heatmap, html):
+def sanity_check(ctx, out, models, family, n_samples, data_text, pool, layer_list, metrics, heatmap, html, client):
     """Layer-identification sanity check: for every ordered pair of seeds and every layer, does the index pick the
     same layer of the other network? Writes sanity.csv (our accuracy beside the CKA paper's), sanity_per_layer.csv,
     sanity_pairs.csv, heatmap_<index>.csv for the chosen pair, sanity.json (and heatmap_<index>.html)."""
@@ -662,7 +823,7 @@ def sanity_check(ctx, out, models, family, n_samples, data_text, pool, layer_lis
         result = run_zoo_sanity_check(specs, n_samples=n_samples, pool=pool, layers=_csv_list(layer_list),
                                       metrics=_csv_list(metrics), data=data, cache=_cache(ctx),
                                       progress=_fraction_printer("sanity check"),
-                                      load=lambda spec: _load_spec(spec, data, ctx))
+                                      load=lambda spec: _load_spec(spec, data, ctx), client=client)
     except (KeyError, ValueError) as exc:
         raise click.ClickException(str(exc).strip("'\"")) from exc
     if not (0 <= a < len(result.models) and 0 <= b < len(result.models) and a != b):
@@ -707,10 +868,11 @@ def sanity_check(ctx, out, models, family, n_samples, data_text, pool, layer_lis
 @click.option("--k", type=COUNT, default=3, show_default=True, help="Neighbours of the modularity kNN graph.")
 @click.option("--n-batches", type=COUNT, default=1, show_default=True, help="Disjoint batches for the modularity curve.")
 @click.option("--motif-k", type=COUNT, default=5, show_default=True, help="Neighbours of the motif kNN graph.")
+@scheduler_options
 @html_option
 @click.pass_context
 def dynamics(ctx, model, out, files, epoch_list, data_text, n_samples, seed, layer_list, pool, k, n_batches, motif_k,
-             html):
+             html, client):
     """Per-layer modularity, same-class motif fraction and linear CKA to the last checkpoint over MODEL's training
     checkpoints. Writes dynamics.csv (one row per checkpoint and layer), dynamics_q.csv (checkpoint x layer),
     dynamics_change.csv (first vs last checkpoint per layer), layer_difference.csv (|Q_i - Q_j| of the last
@@ -729,7 +891,7 @@ def dynamics(ctx, model, out, files, epoch_list, data_text, n_samples, seed, lay
         _say(f"{plan.name}: {len(plan.checkpoints)} checkpoints on {len(data)} images of {data.dataset_id}")
         result = run_dynamics(plan, data, layers=_csv_list(layer_list), pool=pool, k=k, n_batches=n_batches,
                               motif_k=motif_k, seed=seed, cache=_cache(ctx), progress=_fraction_printer("dynamics"),
-                              load=lambda spec: _load_spec(spec, data, ctx))
+                              load=lambda spec: _load_spec(spec, data, ctx), client=client)
     except (KeyError, ValueError) as exc:
         raise click.ClickException(str(exc).strip("'\"")) from exc
     import pandas as pd
@@ -797,7 +959,7 @@ def adversarial(ctx, model, out, attacks, data_text, n_samples, seed, layer_list
         specs = [parse_attack(a) for a in _csv_list(attacks) or []]
         _say(f"{loaded.label}: {len(specs)} attacks on {len(data)} images of {data.dataset_id}")
         result = run_adversarial(loaded, data, specs, layers=_csv_list(layer_list), pool=pool, k=k,
-                                 n_batches=n_batches, seed=seed, cache=_cache(ctx),
+                                 n_batches=n_batches, seed=seed, cache=_cache(ctx), device=_root_device(ctx),
                                  progress=_fraction_printer("adversarial"))
     except (KeyError, ValueError) as exc:
         raise click.ClickException(str(exc).strip("'\"")) from exc
@@ -878,7 +1040,7 @@ def stitch(ctx, model_a, model_b, out, pairs_text, epochs, lr, train_samples, in
         _say(f"{a.label} -> {b.label}: {len(pairs)} pairs, {epochs} epoch(s) each on {len(pdata.train)} images")
         result = run_stitching(a, b, pdata.train, pdata.test, pairs=pairs, init=pdata.curve,
                                config=pdata.finetune_config(epochs, lr, weight_decay=0.0, seed=seed),
-                               index_samples=index_samples, seed=seed, cache=_cache(ctx),
+                               index_samples=index_samples, seed=seed, cache=_cache(ctx), device=_root_device(ctx),
                                progress=_fraction_printer("stitching"))
     except (KeyError, ValueError) as exc:
         raise click.ClickException(str(exc).strip("'\"")) from exc
@@ -968,7 +1130,7 @@ def transfer(ctx, out, data_text, target, folder, sources, finetune_epochs, lr, 
         _say(f"{len(loaded)} sources -> {name}: {len(train)} training and {len(test)} held-out images")
         result = run_transfer(loaded, train, test, target_name=name, score_samples=score_samples,
                               finetune=TrainConfig(epochs=finetune_epochs, lr=lr, seed=seed), cache=_cache(ctx),
-                              progress=_fraction_printer("transfer"))
+                              device=_root_device(ctx), progress=_fraction_printer("transfer"))
     except (KeyError, ValueError) as exc:
         raise click.ClickException(str(exc).strip("'\"")) from exc
     corr = result.correlations()

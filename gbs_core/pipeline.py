@@ -40,8 +40,8 @@ from gbs_core.zoo.registry import (
     load_zoo_model,
 )
 
-__all__ = ["ModelSpec", "LoadedModel", "load_model", "model_fingerprint", "cached_activations", "ModelSource",
-           "AdapterChoice"]
+__all__ = ["ModelSpec", "LoadedModel", "load_model", "model_fingerprint", "cached_activations", "store_activations",
+           "ModelSource", "AdapterChoice"]
 
 ModelSource = Literal["zoo", "torchvision", "timm", "checkpoint"]
 DIGIT_NAMES = tuple(str(i) for i in range(10))
@@ -265,13 +265,16 @@ def cached_activations(
     device: str | torch.device = "cpu",
     batch_size: int = 256,
     progress: Callable[[int, int], None] | None = None,
+    require_cached: bool = False,
 ) -> Activations:
     """Features of ``layers`` (default: the model's default layers) for ``data``, in depth order, through the cache.
 
     Layers already cached are read back; the others are extracted in one batched pass and stored, one entry per layer
     (plus one for the predictions). A stratified subsample whose samples lie inside a larger one of the same data and
     seed that was extracted before (the subsamples are nested in N) has its rows cut from that one's features instead
-    of running the model. Without a cache everything is extracted.
+    of running the model. Without a cache everything is extracted. With ``require_cached`` nothing is extracted:
+    ``LookupError`` when the cache (or a larger subsample in it) does not hold every layer and the predictions (a
+    cluster run asks this before it sends a model to a worker).
     """
     if layers is None:
         layers = loaded.default_layers()
@@ -307,19 +310,42 @@ def cached_activations(
             predictions = cut["__predictions__"]
             cache.put(_key(loaded.model_id, data, "__predictions__", False), {"predictions": predictions})
     if missing or predictions is None:
+        if require_cached:
+            raise LookupError(f"{loaded.label}: layer(s) {missing or []} or the predictions are not in the cache")
         to_extract = missing or layers[:1]
         acts = extract_activations(loaded.model, data, to_extract, pool=pool, device=device, batch_size=batch_size,
                                    progress=progress)
         for name in missing:
             features[name] = acts.features[name]
-            if cache is not None:
-                cache.put(_key(loaded.model_id, data, name, pool), {"features": acts.features[name]},
-                          {"shape": list(acts.features[name].shape)})
         predictions = acts.predictions
-        if cache is not None and predictions is not None:
-            cache.put(_key(loaded.model_id, data, "__predictions__", False), {"predictions": predictions})
+        if cache is not None:
+            _put_extracted(cache, loaded.model_id, data, {n: features[n] for n in missing}, predictions, pool)
     elif progress is not None:
         progress(len(data), len(data))
     if cache is not None:
         _note_largest(cache, loaded.model_id, data, pool)
     return Activations(features={n: features[n] for n in layers}, predictions=predictions)
+
+
+FEATURE_CACHE_SHARE = 0.5  # the most of the disk cache one request's features may fill
+
+
+def _put_extracted(cache: DiskCache, model_id: str, data: Dataset, features: dict[str, np.ndarray],
+                   predictions: np.ndarray | None, pool: bool) -> None:
+    """Store extracted features, unless together they would fill more than :data:`FEATURE_CACHE_SHARE` of the cache:
+    then they would evict the results computed from them (and each other), so only the predictions are stored and
+    the results, cached per layer, are what a rerun reads."""
+    if sum(a.nbytes for a in features.values()) <= FEATURE_CACHE_SHARE * cache.max_bytes:
+        for name, arr in features.items():
+            cache.put(_key(model_id, data, name, pool), {"features": arr}, {"shape": list(arr.shape)})
+    if predictions is not None:
+        cache.put(_key(model_id, data, "__predictions__", False), {"predictions": predictions})
+
+
+def store_activations(cache: DiskCache, model_id: str, data: Dataset, activations: Activations, *,
+                      pool: bool = False) -> None:
+    """Write features extracted elsewhere (a Dask worker) into ``cache`` under the keys :func:`cached_activations`
+    reads: one entry per layer, one for the predictions, and the pointer to the largest subsample of ``data``'s
+    parent. ``model_id`` is the weights fingerprint of the model that produced them (``LoadedModel.model_id``)."""
+    _put_extracted(cache, model_id, data, dict(activations.features), activations.predictions, pool)
+    _note_largest(cache, model_id, data, pool)

@@ -191,3 +191,34 @@ def test_analyze_command_refuses_bad_budgets_and_raw_feature_metrics(run, tmp_pa
     assert "svcca need(s) the raw features of two layers at once" in cca.output
     gpu = run("--device", "cuda:7", "analyze", "tiny10-s0", "--out", str(tmp_path / "o"), ok=False)
     assert "--device" in gpu.output
+
+
+def test_features_larger_than_half_the_cache_are_not_cached(model_and_data, tmp_path):
+    from gbs_core.pipeline import _key, cached_activations
+
+    loaded, data = model_and_data
+    small = DiskCache(tmp_path / "small", max_bytes=8 * 2**20)  # the 8 layers hold 7.3 MiB
+    cached_activations(loaded, data, cache=small)
+    assert all(small.get(_key(loaded.model_id, data, name, False)) is None for name in loaded.default_layers())
+    assert small.get(_key(loaded.model_id, data, "__predictions__", False)) is not None
+    big = DiskCache(tmp_path / "big", max_bytes=64 * 2**20)
+    cached_activations(loaded, data, cache=big)
+    assert all(big.get(_key(loaded.model_id, data, name, False)) is not None for name in loaded.default_layers())
+
+
+def test_analyze_two_models_on_a_local_cluster_equals_serial(run, tmp_path):
+    common = ["analyze", "tiny10-s0", "tiny10-s1", "--n-samples", "120", "--metrics", "linear_cka,gbs_knn"]
+    serial = run("--no-cache", *common, "--memory-budget", "2.5M", "--out", str(tmp_path / "serial"))
+    folders = sorted(p.name for p in (tmp_path / "serial").iterdir())
+    assert folders == ["01_tiny10-s0", "02_tiny10-s1"] and "streamed through disk" in serial.output
+    cluster = run(*common, "--memory-budget", "2.5M", "--scheduler", "local", "--workers", "2",
+                  "--out", str(tmp_path / "cluster"))
+    assert "Dask: 2 worker(s)" in cluster.output
+    for folder in folders:
+        for name in ("modularity.csv", "similarity_linear_cka.csv", "similarity_gbs_knn.csv", "motifs.csv"):
+            a = pd.read_csv(tmp_path / "serial" / folder / name)
+            b = pd.read_csv(tmp_path / "cluster" / folder / name)
+            pd.testing.assert_frame_equal(a, b)  # the same code on the same inputs: identical
+    # the client wrote the workers' results into its cache: a serial rerun extracts nothing
+    again = run(*common, "--memory-budget", "2.5M", "--out", str(tmp_path / "again"))
+    assert again.output.count("every result was in the cache: nothing was extracted") == 2

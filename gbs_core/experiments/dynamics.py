@@ -21,14 +21,18 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gbs_core.analysis import feature_set, modularity_by_layer, motifs_by_layer
+from gbs_core.analysis import FeatureSet, feature_set, feature_sets, modularity_by_layer, motifs_by_layer
 from gbs_core.cache import DiskCache
 from gbs_core.data import Dataset
 from gbs_core.metrics.cka import linear_cka
 from gbs_core.pipeline import LoadedModel, ModelSpec, load_model
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = ["Checkpoint", "DynamicsPlan", "DynamicsResult", "DYNAMICS_METRICS", "zoo_dynamics_plan",
            "files_dynamics_plan", "run_dynamics", "models_with_checkpoints"]
@@ -182,12 +186,17 @@ def run_dynamics(
     cache: DiskCache | None = None,
     progress: Progress | None = None,
     load: Callable[[ModelSpec], LoadedModel] = load_model,
+    client: Client | None = None,
 ) -> DynamicsResult:
     """Accuracy and the per-layer metrics of every checkpoint of ``plan`` on ``data``.
 
     ``layers`` defaults to the last checkpoint's default layers (the same names in every checkpoint of one
     architecture). ``progress(done, total, message)`` moves once per step: features, modularity, motifs and CKA of
-    each checkpoint. ``load`` builds a model from a spec (the dashboard passes its memoised loader).
+    each checkpoint. ``load`` builds a model from a spec (the dashboard passes its memoised loader). With ``client``
+    (a ``distributed.Client``, see :func:`gbs_core.cluster.dask_client`) the features of every checkpoint are
+    extracted first, one Dask task per checkpoint, and written into ``cache`` here
+    (:func:`gbs_core.analysis.feature_sets`); the metrics are then computed here as without one, to the same numbers.
+    Without a client one checkpoint's features are held at a time.
 
     Raises
     ------
@@ -203,22 +212,38 @@ def run_dynamics(
             progress(done, total, message)
         done += 1
 
-    def features_of(ckpt: Checkpoint):
-        loaded = load(ckpt.spec)
-        fs = feature_set(loaded, data, layers, pool=pool, cache=cache)
-        return loaded, fs
-
     # the last checkpoint first: its layers name the columns and its features are the CKA reference
     order = [n - 1, *range(n - 1)]
+    extracted: dict[int, FeatureSet] = {}
+    if client is not None:
+        def features_done(finished: int, _total: int, message: str) -> None:
+            nonlocal done
+            done = finished
+            if progress is not None:
+                progress(done, total, message)
+
+        sets = feature_sets([plan.checkpoints[i].spec for i in order], data, layers, load=load, pool=pool,
+                            cache=cache, client=client, progress=features_done)
+        extracted = dict(zip(order, sets, strict=True))
+        done = n
+
+    def features_of(i: int):
+        if i in extracted:
+            return extracted.pop(i)
+        return feature_set(load(plan.checkpoints[i].spec), data, layers, pool=pool, cache=cache)
+
     ref = None
     rows: dict[int, dict] = {}
     for i in order:
         ckpt = plan.checkpoints[i]
-        step(f"{ckpt.label}: features ({len(rows) + 1}/{n})")
-        loaded, fs = features_of(ckpt)
+        if client is None:
+            step(f"{ckpt.label}: features ({len(rows) + 1}/{n})")
+        fs = features_of(i)
         if ref is None:
             ref = fs
             layers = fs.layers
+        elif fs.layers != layers:
+            raise ValueError(f"{ckpt.label} has layers {fs.layers}; the last checkpoint has {layers}")
         step(f"{ckpt.label}: modularity")
         curve = modularity_by_layer(fs, k=k, n_batches=n_batches, seed=seed, cache=cache)
         step(f"{ckpt.label}: motifs")
@@ -228,7 +253,7 @@ def run_dynamics(
         rows[i] = {"accuracy": _accuracy(fs.predictions, fs.labels),
                    "q": [float(np.mean(curve[layer])) for layer in fs.layers],
                    "same_class_fraction": motifs["same_class_fraction"].to_numpy(dtype=np.float64),
-                   "cka_to_last": cka, "model_id": loaded.model_id}
+                   "cka_to_last": cka, "model_id": fs.model_id}
     if progress is not None:
         progress(total, total, "training dynamics done")
     metrics = {m: np.array([rows[i][m] for i in range(n)], dtype=np.float64) for m in DYNAMICS_METRICS}

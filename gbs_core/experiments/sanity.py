@@ -18,12 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gbs_core.cache import DiskCache
 from gbs_core.data import Dataset
 from gbs_core.metrics.similarity import similarity_matrix
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = ["SanityMetric", "SANITY_METRICS", "SanityResult", "identification_scores", "run_sanity_check",
            "run_zoo_sanity_check", "zoo_seed_models", "SANITY_VERSION"]
@@ -256,6 +260,7 @@ def run_zoo_sanity_check(
     progress: Progress | None = None,
     load: Callable | None = None,
     require_cached: bool = False,
+    client: Client | None = None,
 ) -> SanityResult:
     """The sanity check on bundled zoo models (default: every ``tiny10-s*`` of the digits in noise) with
     ``n_samples`` held-out images (a seeded subsample of the 540-image test split of the data the first model was
@@ -264,8 +269,13 @@ def run_zoo_sanity_check(
     ``n_samples`` and ``data_seed`` then subsample it). ``models`` may also hold
     :class:`~gbs_core.pipeline.ModelSpec` (torchvision, timm, checkpoints: give ``data`` then) and ``load(spec)``
     builds each one (default :func:`~gbs_core.pipeline.load_model` shaped for ``data``). ``require_cached``: see
-    :func:`run_sanity_check` (the features are still read or extracted: cheap for the zoo's small models)."""
-    from gbs_core.pipeline import ModelSpec, cached_activations, load_model
+    :func:`run_sanity_check` (the features are still read or extracted: cheap for the zoo's small models).
+
+    ``client`` (a ``distributed.Client``, see :func:`gbs_core.cluster.dask_client`): each model's features are
+    extracted as a Dask task and written into ``cache`` here, then the indices are computed here as without one
+    (:func:`gbs_core.analysis.feature_sets`); the result is the same."""
+    from gbs_core.analysis import feature_sets
+    from gbs_core.pipeline import ModelSpec, load_model
     from gbs_core.zoo.registry import evaluation_data, list_zoo, training_data_of
 
     models = list(models) if models is not None else zoo_seed_models("tiny10")
@@ -285,14 +295,9 @@ def run_zoo_sanity_check(
     if load is None:
         def load(spec, _shape=tuple(data.input_shape), _classes=data.n_classes):
             return load_model(spec, data_shape=_shape, num_classes=_classes)
-    feats, ids = [], []
-    for i, (name, spec) in enumerate(zip(models, specs, strict=True)):
-        if progress is not None:
-            progress(0, 1, f"features of {name} ({i + 1}/{len(models)})")
-        loaded = load(spec)
-        acts = cached_activations(loaded, data, layers, pool=pool, cache=cache)
-        feats.append(acts.features)
-        ids.append(f"{loaded.model_id}|{data.dataset_id}|pool={bool(pool)}")
+    sets = feature_sets(specs, data, layers, load=load, pool=pool, cache=cache, client=client, progress=progress)
+    feats = [fs.features for fs in sets]
+    ids = [f"{fs.model_id}|{data.dataset_id}|pool={bool(pool)}" for fs in sets]
     settings = {"models": list(models), "n_samples": len(data), "pool": bool(pool), "data": data.dataset_id,
                 "data_seed": int(data_seed), "layers": list(feats[0])}
     return run_sanity_check(feats, models, metrics=metrics, cache=cache, cache_ids=ids, settings=settings,
