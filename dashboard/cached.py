@@ -64,6 +64,7 @@ __all__ = [
     "similarity",
     "embedding",
     "knn_graph",
+    "KNN_SEARCH_NOTE",
     "graph_html",
     "constant_layers",
     "check_layers",
@@ -398,6 +399,12 @@ def _embedding(_fs, key: FsKey, layer: str, method: str, seed: int) -> np.ndarra
 def embedding(fs, layer: str, *, method: str = "umap", seed: int = 0) -> np.ndarray:
     """2-D coordinates (n_samples, 2) of one layer."""
     return _embedding(fs, fs_key(fs), layer, method, int(seed))
+
+
+# The dashboard's graphs come from the exact search: its sample counts (at most MAX_SAMPLES) lie below the crossover
+# where the approximate one pays (gbs_core.graphs.APPROX_MIN_SAMPLES; tests/test_graphs_approx.py checks it).
+KNN_SEARCH_NOTE = ("Neighbours come from an exact cosine search over all pairs of samples (the approximate search, "
+                   "for 50,000 samples and more, is the command line's `analyze --knn approx`).")
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -21,7 +21,7 @@ from gbs_core.cache import DiskCache
 from gbs_core.data import Dataset
 from gbs_core.embedding import embed_2d
 from gbs_core.graph_layout import MAX_NODES, force_layout, stratified_nodes
-from gbs_core.graphs import knn_graph
+from gbs_core.graphs import knn_graph, knn_method_used
 from gbs_core.metrics import MinibatchCKA, modularity_curve, prunable_layers, similarity_matrix, triangle_motifs
 from gbs_core.metrics.modularity import PAPER_PRUNE_THRESHOLD
 from gbs_core.pipeline import LoadedModel, cached_activations, store_activations
@@ -260,15 +260,25 @@ def _check_layer(fs: FeatureSet, layer: str) -> np.ndarray:
     return fs.features[layer]
 
 
-def layer_knn_graph(fs: FeatureSet, layer: str, *, k: int, cache: DiskCache | None = None) -> sp.csr_array:
-    """The symmetrised cosine kNN graph of one layer (``knn_graph(X, k)``), cached as CSR arrays."""
+def _knn_params(fs: FeatureSet, method: str) -> dict:
+    """The cache-key entry of a kNN search method: none for the exact search (the keys every earlier version wrote),
+    ``knn="approx"`` when ``method`` resolves to NN-descent for this sample count."""
+    return {"knn": "approx"} if knn_method_used(fs.n_samples, method) == "approx" else {}
+
+
+def layer_knn_graph(fs: FeatureSet, layer: str, *, k: int, method: str = "exact",
+                    cache: DiskCache | None = None) -> sp.csr_array:
+    """The symmetrised cosine kNN graph of one layer (``knn_graph(X, k, method=method)``), cached as CSR arrays.
+
+    ``method`` is ``"exact"`` (default), ``"approx"`` (NN-descent neighbours) or ``"auto"`` (approximate from
+    ``gbs_core.graphs.APPROX_MIN_SAMPLES`` samples); ``knn_method_used(fs.n_samples, method)`` says which ran."""
     X = _check_layer(fs, layer)
 
     def compute():
-        A = knn_graph(X, k)
+        A = knn_graph(X, k, method=method)
         return {"data": A.data, "indices": A.indices, "indptr": A.indptr, "shape": np.array(A.shape)}
 
-    arrays = _cached(cache, fs.key("knn_graph", layer=layer, k=int(k)), compute)
+    arrays = _cached(cache, fs.key("knn_graph", layer=layer, k=int(k), **_knn_params(fs, method)), compute)
     return sp.csr_array((arrays["data"], arrays["indices"], arrays["indptr"]), shape=tuple(arrays["shape"]))
 
 
@@ -290,18 +300,21 @@ def modularity_by_layer(
     n_batches: int = 1,
     seed: int = 0,
     resolution: float = 1.0,
+    knn_method: str = "exact",
     cache: DiskCache | None = None,
     progress: Progress | None = None,
 ) -> dict[str, np.ndarray]:
-    """Modularity of every layer's kNN graph (``modularity_curve``), cached per layer: layer -> Q per batch."""
+    """Modularity of every layer's kNN graph (``modularity_curve``), cached per layer: layer -> Q per batch.
+    ``knn_method`` is the neighbour search of ``layer_knn_graph``."""
     out: dict[str, np.ndarray] = {}
     for i, layer in enumerate(fs.layers):
         if progress is not None:
             progress(i, len(fs.layers), f"modularity of {layer}")
         key = fs.key("modularity", layer=layer, k=int(k), n_batches=int(n_batches), seed=int(seed),
-                     resolution=float(resolution))
+                     resolution=float(resolution), **_knn_params(fs, knn_method))
         arrays = _cached(cache, key, lambda layer=layer: {"q": modularity_curve(
-            {layer: fs.features[layer]}, fs.labels, k=k, n_batches=n_batches, seed=seed, resolution=resolution)[layer]})
+            {layer: fs.features[layer]}, fs.labels, k=k, n_batches=n_batches, seed=seed, resolution=resolution,
+            knn_method=knn_method)[layer]})
         out[layer] = arrays["q"]
     if progress is not None:
         progress(len(fs.layers), len(fs.layers), "modularity done")
@@ -336,9 +349,11 @@ _MOTIF_COLUMNS = ("same_class", "two_classes", "all_different")
 
 
 def motifs_by_layer(
-    fs: FeatureSet, *, k: int = 5, cache: DiskCache | None = None, progress: Progress | None = None
+    fs: FeatureSet, *, k: int = 5, knn_method: str = "exact", cache: DiskCache | None = None,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
-    """Triangle motif counts and fractions of every layer's binarised kNN graph (k = 5 by default), cached per layer.
+    """Triangle motif counts and fractions of every layer's binarised kNN graph (k = 5 by default), cached per layer;
+    ``knn_method`` is the neighbour search of ``layer_knn_graph``.
 
     Columns: ``depth``, ``normalized_depth``, ``layer``, ``same_class``, ``two_classes``, ``all_different`` (counts),
     ``total``, and ``same_class_fraction``, ``two_classes_fraction``, ``all_different_fraction`` (NaN when a layer's
@@ -350,10 +365,11 @@ def motifs_by_layer(
             progress(i, len(fs.layers), f"motifs of {layer}")
 
         def compute(layer=layer):
-            found = triangle_motifs(layer_knn_graph(fs, layer, k=k, cache=cache), fs.labels)
+            found = triangle_motifs(layer_knn_graph(fs, layer, k=k, method=knn_method, cache=cache), fs.labels)
             return {"counts": np.asarray(list(found), dtype=np.int64)}
 
-        counts[layer] = _cached(cache, fs.key("motifs", layer=layer, k=int(k)), compute)["counts"]
+        key = fs.key("motifs", layer=layer, k=int(k), **_knn_params(fs, knn_method))
+        counts[layer] = _cached(cache, key, compute)["counts"]
     if progress is not None:
         progress(len(fs.layers), len(fs.layers), "motifs done")
     return motif_table(counts)

@@ -45,7 +45,7 @@ from gbs_core._validation import check_labels
 from gbs_core.activations import list_layers, stream_activations
 from gbs_core.cache import DiskCache, MemoryCache
 from gbs_core.data import Dataset
-from gbs_core.graphs import NORM_FLOOR, _topk_stable
+from gbs_core.graphs import APPROX_NEIGHBORS, NORM_FLOOR, _topk_stable, knn_method_used
 from gbs_core.metrics import cka as _cka
 from gbs_core.metrics import disjoint_batches, triangle_motifs
 from gbs_core.metrics import gbs as _gbs
@@ -266,15 +266,20 @@ class ModelAnalysis:
 class _Keys:
     """The cache keys of the in-memory path (``FeatureSet.key``), without features."""
 
-    def __init__(self, model_id: str, dataset_id: str, pool: bool, layers: Sequence[str]):
+    def __init__(self, model_id: str, dataset_id: str, pool: bool, layers: Sequence[str], knn: str = "exact"):
         self.model_id, self.dataset_id, self.pool, self.layers = model_id, dataset_id, pool, list(layers)
+        # the entry FeatureSet.key adds for an approximate neighbour search (none for the exact one)
+        self.knn = {"knn": "approx"} if knn == "approx" else {}
 
     def key(self, kind: str, **params) -> dict:
         return {"kind": kind, "model": self.model_id, "data": self.dataset_id, "pool": self.pool, **params}
 
     def modularity(self, layer, k, n_batches, seed, resolution) -> dict:
         return self.key("modularity", layer=layer, k=int(k), n_batches=int(n_batches), seed=int(seed),
-                        resolution=float(resolution))
+                        resolution=float(resolution), **self.knn)
+
+    def motifs(self, layer, k) -> dict:
+        return self.key("motifs", layer=layer, k=int(k), **self.knn)
 
     def similarity(self, metric: str) -> dict:
         features = self.key("features", layers=self.layers)
@@ -291,7 +296,7 @@ def _all_cached(cache: DiskCache | None, keys: _Keys, *, k, n_batches, seed, res
     curve, counts, matrices = {}, {}, {}
     for layer in keys.layers:
         q = cache.get(keys.modularity(layer, k, n_batches, seed, resolution))
-        c = cache.get(keys.key("motifs", layer=layer, k=int(motif_k)))
+        c = cache.get(keys.motifs(layer, motif_k))
         if q is None or c is None:
             return None
         curve[layer], counts[layer] = q[0]["q"], c[0]["counts"]
@@ -316,6 +321,7 @@ def analyze_model(
     resolution: float = 1.0,
     motif_k: int = 5,
     metrics: Sequence[str] = ("linear_cka", "gbs_dense"),
+    knn_method: str = "exact",
     memory_budget: int | None = None,
     cache: DiskCache | None = None,
     device: str | torch.device = "cpu",
@@ -336,6 +342,9 @@ def analyze_model(
         Neighbours of the motif kNN graph.
     metrics : sequence of str
         Similarity metrics; over the budget only :data:`BOUNDED_METRICS`.
+    knn_method : {"exact", "approx", "auto"}
+        Neighbour search of the modularity and motif graphs (:func:`~gbs_core.graphs.knn_graph`); the approximate one
+        needs the features in memory (within the budget). The GBS kNN metric always searches exactly.
     memory_budget : int, optional
         Bytes of features (and Gram matrices) held at once; default :func:`default_memory_budget`.
     scratch_dir : path, optional
@@ -365,7 +374,10 @@ def analyze_model(
     layers = list(sizes)
     n = len(data)
     total = sum(sizes.values()) * n * 4
-    keys = _Keys(loaded.model_id, data.dataset_id, pool, layers)
+    knn = knn_method_used(n, knn_method)
+    knn_note = [f"kNN graphs from approximate neighbours (NN-descent, {APPROX_NEIGHBORS} candidates per sample; "
+                "exact edge weights)"] if knn == "approx" else []
+    keys = _Keys(loaded.model_id, data.dataset_id, pool, layers, knn)
     pred_key = _key(loaded.model_id, data, "__predictions__", False)
     settings = dict(k=k, n_batches=n_batches, seed=seed, resolution=resolution)
     found = _all_cached(cache, keys, motif_k=motif_k, metrics=metrics, predictions_key=pred_key, **settings)
@@ -374,11 +386,19 @@ def analyze_model(
         say(1, 1, "all results read from the cache")
         return ModelAnalysis(layers, data.labels, _fitting(loaded, data, predictions), curve,
                              analysis.motif_table(counts), matrices, [], total, budget,
-                             ["every result was in the cache: nothing was extracted"])
+                             ["every result was in the cache: nothing was extracted", *knn_note])
     if require_cached:
         raise LookupError(f"{loaded.label}: not every result is in the cache")
     if total <= budget:
-        return _in_memory(loaded, data, layers, pool, motif_k, metrics, cache, device, say, total, budget, **settings)
+        result = _in_memory(loaded, data, layers, pool, motif_k, metrics, cache, device, say, total, budget,
+                            knn_method=knn_method, **settings)
+        result.notes.extend(knn_note)
+        return result
+    if knn == "approx":
+        raise ValueError(
+            f"the features of these {len(layers)} layers take {format_bytes(total)} for {n} samples, over the memory "
+            f"budget of {format_bytes(budget)}, and the approximate kNN search needs a layer's features in memory: "
+            "use the exact search, fewer layers, --pool, or a larger --memory-budget")
     unsupported = [m for m in metrics if m not in BOUNDED_METRICS]
     if unsupported:
         raise ValueError(
@@ -414,7 +434,7 @@ def _fitting(loaded: LoadedModel, data: Dataset, predictions: np.ndarray | None)
 
 
 def _in_memory(loaded, data, layers, pool, motif_k, metrics, cache, device, say, total, budget, *, k, n_batches, seed,
-               resolution) -> ModelAnalysis:
+               resolution, knn_method) -> ModelAnalysis:
     said = []
 
     def extracting(done: int, of: int) -> None:
@@ -422,9 +442,9 @@ def _in_memory(loaded, data, layers, pool, motif_k, metrics, cache, device, say,
         said.append(done)
 
     fs = analysis.feature_set(loaded, data, layers, pool=pool, cache=cache, device=device, progress=extracting)
-    curve = analysis.modularity_by_layer(fs, k=k, n_batches=n_batches, seed=seed, resolution=resolution, cache=cache,
-                                         progress=say)
-    motifs = analysis.motifs_by_layer(fs, k=motif_k, cache=cache, progress=say)
+    curve = analysis.modularity_by_layer(fs, k=k, n_batches=n_batches, seed=seed, resolution=resolution,
+                                         knn_method=knn_method, cache=cache, progress=say)
+    motifs = analysis.motifs_by_layer(fs, k=motif_k, knn_method=knn_method, cache=cache, progress=say)
     matrices = {m: analysis.layer_similarity(fs, metric=m, cache=cache, progress=say) for m in metrics}
     return ModelAnalysis(fs.layers, fs.labels, fs.predictions, curve, motifs, matrices,
                          [LayerGroup(tuple(fs.layers), total)], total, budget)
@@ -536,7 +556,7 @@ def _from_gram(G, codes, batches, *, k, motif_k, gbs_k, seed, resolution, name, 
              {"data": A.data, "indices": A.indices, "indptr": A.indptr, "shape": np.array(A.shape)})
     counts = np.asarray(list(triangle_motifs(graphs[motif_k], codes)), dtype=np.int64)
     _put(cache, keys.modularity(name, k, len(batches), seed, resolution), {"q": q})
-    _put(cache, keys.key("motifs", layer=name, k=int(motif_k)), {"counts": counts})
+    _put(cache, keys.motifs(name, motif_k), {"counts": counts})
     return q, counts, graphs[gbs_k]
 
 

@@ -493,6 +493,11 @@ def scheduler_options(f):
                    "$GBS_MEMORY_BUDGET, else half the memory available). Over it, the layers that do not fit are "
                    "streamed through disk and each layer reduced to its Gram matrix; only linear_cka, "
                    "debiased_linear_cka, gbs_dense, gbs_knn then.")
+@click.option("--knn", "knn_method", type=click.Choice(["exact", "approx", "auto"]), default="exact",
+              show_default=True,
+              help="Neighbour search of the modularity and motif kNN graphs: exact (all pairs), approx (NN-descent: "
+                   "much faster past tens of thousands of samples, but it misses some true neighbours; see "
+                   "BENCHMARKS.md) or auto (approx from 50,000 samples). Edge weights are exact either way.")
 @click.option("--scratch-dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="Where layers over the memory budget are streamed while the analysis runs (default: the system's "
                    "temporary folder; removed afterwards).")
@@ -500,7 +505,7 @@ def scheduler_options(f):
 @scheduler_options
 @click.pass_context
 def analyze(ctx, models, out, data_text, n_samples, split, seed, layer_list, pool, k, n_batches, threshold, motif_k,
-            metrics, memory_budget, scratch_dir, html, client):
+            metrics, memory_budget, knn_method, scratch_dir, html, client):
     """Compute what the dashboard shows for MODELS on DATA (or for the saved activations of --data npz:PATH, with no
     MODEL): modularity curve and prunable layers, layer x layer similarity matrices (CKA, GBS, ...), triangle motif
     profile. Writes modularity.csv, prunable.json, similarity_<metric>.csv, motifs.csv, summary.json (and the figures
@@ -517,7 +522,7 @@ def analyze(ctx, models, out, data_text, n_samples, split, seed, layer_list, poo
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--memory-budget") from exc
     settings = dict(pool=pool, k=k, n_batches=n_batches, seed=seed, motif_k=motif_k, metrics=tuple(metric_list),
-                    memory_budget=budget, device=_root_device(ctx), scratch_dir=scratch_dir)
+                    knn_method=knn_method, memory_budget=budget, device=_root_device(ctx), scratch_dir=scratch_dir)
     out.mkdir(parents=True, exist_ok=True)
     if spec.kind == "npz":
         if models:
@@ -557,9 +562,10 @@ def _model_folder(label: str, i: int) -> str:
 def _analyze_saved(fs, cache, settings: dict):
     from gbs_core.analysis import layer_similarity, modularity_by_layer, motifs_by_layer
 
+    knn = settings["knn_method"]
     curve = modularity_by_layer(fs, k=settings["k"], n_batches=settings["n_batches"], seed=settings["seed"],
-                                cache=cache, progress=_fraction_printer("modularity"))
-    motifs = motifs_by_layer(fs, k=settings["motif_k"], cache=cache, progress=_fraction_printer("motifs"))
+                                knn_method=knn, cache=cache, progress=_fraction_printer("modularity"))
+    motifs = motifs_by_layer(fs, k=settings["motif_k"], knn_method=knn, cache=cache, progress=_fraction_printer("motifs"))
     matrices = {m: layer_similarity(fs, metric=m, cache=cache, progress=_fraction_printer(m))
                 for m in settings["metrics"]}
     return curve, motifs, matrices
@@ -609,6 +615,7 @@ def _write_analysis(out: Path, fs, results, loaded, done, spec, split, threshold
     import pandas as pd
 
     from gbs_core.analysis import data_warnings, modularity_table
+    from gbs_core.graphs import knn_method_used
 
     curve, motifs, matrices = results
     for text in data_warnings(fs):
@@ -633,6 +640,7 @@ def _write_analysis(out: Path, fs, results, loaded, done, spec, split, threshold
                "pool": settings["pool"], "layers": fs.layers, "k": k, "n_batches": settings["n_batches"],
                "threshold": threshold, "motif_k": motif_k, "metrics": list(settings["metrics"]),
                "prunable_layers": list(flagged["layer"]), "device": settings["device"],
+               "knn_search": knn_method_used(fs.n_samples, settings["knn_method"]),
                "memory": _memory_summary(done), "seconds": round(time.perf_counter() - t0, 2)}
     _write_json(out / "summary.json", summary)
     if html:

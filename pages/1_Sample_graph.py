@@ -11,7 +11,8 @@ st.title("Sample graph")
 st.caption(
     f"Each sample is a node joined to its {ws.k_modularity} most cosine-similar samples in the chosen layer "
     "(k for modularity in the sidebar); colours are the true classes. Classes that form separate clumps are "
-    "what a high modularity Q means. Hover a node for its index, true and predicted class."
+    "what a high modularity Q means. Hover a node for its index, true and predicted class. "
+    f"{cached.KNN_SEARCH_NOTE}"
 )
 
 with errors.guard("load the features"):

@@ -13,7 +13,7 @@ st.caption(
     f"Q of each layer's kNN graph (k = {ws.k_modularity}) with the true classes as communities: 0 means the "
     "graph ignores the classes, values near 1 mean the classes are separate clusters. A layer whose gain "
     "dQ over the previous layer is below the threshold adds little: a plateau (dQ ≥ 0) or a degradation "
-    "(dQ < 0), shaded on the chart and listed below as candidates for pruning."
+    f"(dQ < 0), shaded on the chart and listed below as candidates for pruning. {cached.KNN_SEARCH_NOTE}"
 )
 
 a, b = st.columns(2)

@@ -258,3 +258,65 @@ def test_approx_on_cuda_matches_cpu(blob_graphs):
     got = knn_graph(torch.from_numpy(blob_graphs["X"]).cuda(), K, symmetrize=False, method="approx")
     np.testing.assert_array_equal(got.indices, blob_graphs["approx"].indices)
     np.testing.assert_allclose(got.data, blob_graphs["approx"].data, rtol=0, atol=1e-12)
+
+
+# --- the approximate search through the analyses and the command line ----------------------------------------------
+
+
+def _same_graph(a, b):
+    return a.shape == b.shape and (a != b).nnz == 0
+
+
+def test_analyses_cache_the_approx_graph_apart_from_the_exact(blob_graphs, tmp_path, monkeypatch):
+    from gbs_core import analysis
+    from gbs_core.cache import DiskCache
+
+    X, y = blob_graphs["X"], blob_graphs["y"]
+    fs = analysis.feature_set_from_arrays("blobs", {"l": X}, y)
+    cache = DiskCache(tmp_path / "cache")
+    exact = analysis.layer_knn_graph(fs, "l", k=K, cache=cache)
+    assert len(cache.entries()) == 1
+    approx = analysis.layer_knn_graph(fs, "l", k=K, method="approx", cache=cache)
+    assert len(cache.entries()) == 2  # its own entry: an exact run never reads an approximate graph
+    assert _same_graph(exact, blob_graphs["exact_sym"]) and _same_graph(approx, blob_graphs["approx_sym"])
+    q_exact = analysis.modularity_by_layer(fs, k=K, cache=cache)["l"]
+    q_approx = analysis.modularity_by_layer(fs, k=K, knn_method="approx", cache=cache)["l"]
+    assert q_exact[0] == pytest.approx(modularity(blob_graphs["exact_sym"], y), abs=1e-12)
+    assert q_approx[0] == pytest.approx(modularity(blob_graphs["approx_sym"], y), abs=1e-12)
+    # read back without searching again; "auto" below the crossover is the exact search, the same entries
+    monkeypatch.setattr(analysis, "knn_graph", lambda *a, **kw: pytest.fail("searched again"))
+    assert _same_graph(analysis.layer_knn_graph(fs, "l", k=K, method="approx", cache=cache), approx)
+    assert _same_graph(analysis.layer_knn_graph(fs, "l", k=K, method="auto", cache=cache), exact)
+    assert analysis.modularity_by_layer(fs, k=K, knn_method="auto", cache=cache)["l"][0] == q_exact[0]
+
+
+def test_analyze_command_with_the_approximate_search(blob_graphs, run, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from gbs_core.activations import save_activations
+
+    X, y = blob_graphs["X"], blob_graphs["y"]
+    acts = save_activations(tmp_path / "acts.npz", {"l": X}, y)
+    for method, used, graph in (("approx", "approx", "approx_sym"), ("auto", "exact", "exact_sym")):
+        out = tmp_path / method
+        run("analyze", "--data", f"npz:{acts}", "--knn", method, "--metrics", "linear_cka", "--out", str(out))
+        assert json.loads((out / "summary.json").read_text())["knn_search"] == used
+        q = pd.read_csv(out / "modularity.csv")["q"].item()
+        assert q == pytest.approx(modularity(blob_graphs[graph], y), abs=1e-12)
+    bad = run("analyze", "--data", f"npz:{acts}", "--knn", "nearest", "--out", str(tmp_path / "o"), ok=False)
+    assert "--knn" in bad.output
+
+
+def test_approximate_search_over_the_memory_budget_is_refused(run, tmp_path):
+    result = run("--no-cache", "analyze", "tiny10-s0", "--n-samples", "120", "--metrics", "linear_cka",
+                 "--memory-budget", "2.5M", "--knn", "approx", "--out", str(tmp_path / "o"), ok=False)
+    assert "the approximate kNN search needs a layer's features in memory" in result.output
+
+
+def test_the_dashboards_sample_counts_stay_below_the_crossover():
+    # the Sample graph and Modularity pages say their graphs come from the exact search
+    from gbs_core.data import MAX_SAMPLES
+
+    assert knn_method_used(MAX_SAMPLES, "auto") == "exact"

@@ -97,6 +97,7 @@ def test_modularity_chart_and_prunable_table():
     lines = [t for t in fig["data"] if t.get("mode") == "lines+markers"]
     assert len(lines) == 1 and len(values(lines[0]["x"])) == N_RESNET56_LAYERS
     assert fig["layout"]["xaxis"]["title"]["text"] == "layer depth"
+    assert "exact cosine search over all pairs" in at.caption[0].value  # which search built the graphs
     table = at.dataframe[0].value
     assert list(table.columns) == ["model", "depth", "layer", "Q", "dQ", "kind"]
     assert set(table["kind"]) <= {"plateau", "degradation"}

@@ -168,6 +168,7 @@ def modularity_curve(
     seed: int | np.random.Generator | None = 0,
     stratified: bool = True,
     resolution: float = 1.0,
+    knn_method: str = "exact",
     block_size: int | None = None,
     device: str | torch.device | None = None,
 ) -> dict[str, np.ndarray]:
@@ -189,6 +190,8 @@ def modularity_curve(
         Seeds the batch split (unused when ``n_batches == 1``).
     stratified : bool, default True
         Stratify the batches by class.
+    knn_method : {"exact", "approx", "auto"}, default "exact"
+        ``knn_graph``'s neighbour search (``method``); NN-descent, when used, is seeded with ``seed``.
     resolution, block_size, device : passed to ``modularity`` and ``knn_graph``.
 
     Returns
@@ -208,6 +211,7 @@ def modularity_curve(
     gamma = check_finite_number(resolution, "resolution")
     batches = disjoint_batches(codes, n_batches, stratified=stratified, seed=seed) if n_batches != 1 else [np.arange(n)]
     check_k(k, min(len(b) for b in batches))
+    nn_seed = seed if isinstance(seed, int | np.integer) else 0
     curve: dict[str, np.ndarray] = {}
     for name in names:
         # float32 features stay float32 (knn_graph accumulates norms and weights in float64); one batch is the
@@ -218,7 +222,7 @@ def modularity_curve(
         q = np.empty(len(batches))
         for b, idx in enumerate(batches):
             Xb = X if len(batches) == 1 else X[torch.as_tensor(idx, device=dev)]
-            A = knn_graph(Xb, k, block_size=block_size, device=dev).tocoo()
+            A = knn_graph(Xb, k, method=knn_method, seed=nn_seed, block_size=block_size, device=dev).tocoo()
             del Xb
             try:
                 q[b] = _modularity_parts(A.row.astype(np.int64), A.col.astype(np.int64), A.data, codes[idx], gamma)
