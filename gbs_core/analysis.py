@@ -287,7 +287,7 @@ def layer_graph_layout(fs: FeatureSet, layer: str, *, k: int, max_nodes: int = M
     """The samples drawn in one layer's kNN graph (at most ``max_nodes``, stratified by class) and their ForceAtlas2
     positions ``(len(nodes), 2)``, cached: the dashboard's graph and the report's read the same entry."""
     nodes = stratified_nodes(fs.labels, max_nodes, seed=seed)
-    key = fs.key("graph_layout", layer=layer, k=int(k), nodes=nodes.tolist(), seed=int(seed), method="forceatlas2")
+    key = fs.key("graph_layout", layer=layer, k=int(k), nodes=nodes.tolist(), seed=int(seed), method="forceatlas2-numpy")
     arrays = _cached(cache, key, lambda: {"xy": force_layout(layer_knn_graph(fs, layer, k=k, cache=cache), nodes,
                                                                seed=seed)})
     return nodes, arrays["xy"]
