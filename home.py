@@ -2,12 +2,9 @@
 
 import streamlit as st
 
-from dashboard import cached, errors, navigation, report, workspace
-from gbs_core.metrics.modularity import PAPER_PRUNE_THRESHOLD as PRUNE_THRESHOLD
+from dashboard import navigation
 
-st.set_page_config(page_title="GBS Explorer", page_icon=workspace.FAVICON, layout="wide")
-ws = workspace.show()
-
+st.set_page_config(page_title="GBS Explorer", page_icon=navigation.FAVICON, layout="wide")
 st.title("GBS Explorer")
 st.markdown(
     "A network turns each input into a vector at every layer. GBS Explorer connects each sample to its nearest "
@@ -17,6 +14,12 @@ st.markdown(
     "**CKA** and **GBS** compare two layers' representations (1 = same up to the allowed transforms), and "
     "**triangle motifs** count how often three mutually close samples share a class."
 )
+
+# The first paint above comes before the heavy imports (torch, pandas, pyvis: about 2.5 s in a fresh server process)
+from dashboard import cached, errors, report, workspace  # noqa: E402
+from gbs_core.metrics.modularity import PAPER_PRUNE_THRESHOLD as PRUNE_THRESHOLD  # noqa: E402
+
+ws = workspace.show()
 st.info(
     f"**Data:** {ws.data.label} · **Models:** {', '.join(ws.labels) or 'none'} · "
     f"**k:** {ws.k_modularity} (modularity), {ws.k_motifs} (motifs)",

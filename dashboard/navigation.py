@@ -12,9 +12,10 @@ from pathlib import Path
 
 import streamlit as st
 
-__all__ = ["ABOUT", "HOME", "page_files", "pages", "explore_links"]
+__all__ = ["ABOUT", "FAVICON", "HOME", "page_files", "pages", "explore_links"]
 
 ROOT = Path(__file__).resolve().parents[1]
+FAVICON = str(ROOT / "assets" / "ui" / "favicon.png")  # local: no icon CDN
 HOME = "home.py"
 ABOUT = {
     "1_Sample_graph.py": (":material/hub:", "the kNN graph and UMAP of one layer"),

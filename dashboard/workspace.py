@@ -19,7 +19,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import cached, errors, widgets
+from dashboard import cached, errors, navigation, widgets
 from gbs_core.data import BUNDLED_SOURCES, DEFAULT_SOURCE, MAX_SAMPLES
 from gbs_core.pipeline import AdapterChoice, ModelSpec
 from gbs_core.zoo import TORCHVISION_ARCHITECTURES
@@ -43,7 +43,7 @@ PATH_HINTS = {
     "npz": "Path of an .npz written by gbs_core.activations.save_activations",
 }
 DEFAULT_ZOO_MODEL = "resnet56"
-FAVICON = str(Path(__file__).resolve().parents[1] / "assets" / "ui" / "favicon.png")  # local: no icon CDN
+FAVICON = navigation.FAVICON
 MAX_UPLOAD_MB = 100
 _CHECKPOINTS = "ws_checkpoints"  # session-only list of uploaded checkpoint specs (never in the URL)
 _STORE = "ws_store"  # widget key -> value, shared by the sidebars of all pages
